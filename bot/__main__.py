@@ -1,0 +1,120 @@
+"""Entry point: `python -m bot` (or the `luma-video-bot` script). Reads .env, checks settings, runs the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterable
+
+import aiohttp
+import discord
+import yarl
+from dotenv import load_dotenv
+
+from .api_client import LumaClient
+from .app import VideoBot
+from .config import ConfigError, Settings, load_settings
+from .storage import GenerationStore
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG_ERROR = 2
+# Interaction and webhook tokens travel in URL paths, which discord.py logs at DEBUG.
+_URL_TOKENS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[\w.-]{20,}")
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in every log record, whoever logs it (discord.py, aiohttp or us)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [secret for secret in secrets if secret]
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return _URL_TOKENS.sub(r"\1[redacted]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter([settings.discord_token.reveal(), settings.aiml_api_key.reveal()]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # discord.py's gateway chatter is noise unless debugging.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+
+
+def point_discord_at(base_url: str) -> None:
+    """Send discord.py's REST calls to another host (a proxy or a test double) instead of discord.com."""
+    discord.http.Route.BASE = base_url.rstrip("/") + "/api/v10"
+
+
+async def run(settings: Settings) -> int:
+    store = await GenerationStore.open(settings.database_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
+            bot = VideoBot(settings, store, api)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+            try:
+                async with bot:
+                    await bot.login(settings.discord_token.reveal())
+                    if settings.discord_api_base_url is not None:
+                        # The gateway's address comes from the same host, as it does from discord.com.
+                        _, gateway_url, _ = await bot.http.get_bot_gateway()
+                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+                    await bot.connect(reconnect=True)
+            except discord.LoginFailure:
+                print("DISCORD_TOKEN was refused by Discord: check the bot token.", file=sys.stderr)
+                return EXIT_CONFIG_ERROR
+            except discord.PrivilegedIntentsRequired:
+                print("Discord refused the bot's intents for this application.", file=sys.stderr)
+                return EXIT_CONFIG_ERROR
+    finally:
+        await store.close()
+    log.info("Stopped cleanly")
+    return 0
+
+
+def main() -> None:
+    load_dotenv()  # real environment variables win over .env
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    configure_logging(settings)
+    if settings.discord_api_base_url is not None:
+        point_discord_at(settings.discord_api_base_url)
+        log.warning("Talking to Discord at %s instead of discord.com", settings.discord_api_base_url)
+    try:
+        sys.exit(asyncio.run(run(settings)))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

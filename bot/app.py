@@ -1,0 +1,152 @@
+"""The bot class and its command tree: wiring only, everything it uses is built outside and passed in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from .announcer import DiscordAnnouncer
+from .api_client import VideoApiError
+from .config import Settings
+from .errors import UserFacingError
+from .generations import GenerationService, VideoApi
+from .storage import GenerationStore
+from .tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS: tuple[str, ...] = ("cogs.generation",)
+COMMANDS_HASH_KEY = "commands_hash"
+
+
+def error_id() -> str:
+    """A short id that ties an apology shown to a member to the full error in the log."""
+    return secrets.token_hex(4)
+
+
+def message_for_error(error: BaseException) -> str | None:
+    """The plain-words answer for errors a member should see explained; None for unexpected ones."""
+    if isinstance(error, UserFacingError):
+        return error.message
+    if isinstance(error, VideoApiError):
+        return error.user_message
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works in servers, not in direct messages."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} seconds."
+    if isinstance(error, app_commands.MissingPermissions | app_commands.CheckFailure):
+        return str(error) or "You are not allowed to use this command here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value isn't valid here: {error}"
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return "This command has changed since Discord last loaded it. Please try again in a minute."
+    return None
+
+
+async def answer_privately(interaction: discord.Interaction, message: str) -> None:
+    """Send an ephemeral answer whether or not the interaction was acknowledged already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+    except discord.HTTPException as error:
+        log.warning("Could not send an error answer for interaction %s: %s", interaction.id, error)
+
+
+class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
+    """The one error handler for every slash command."""
+
+    async def on_error(self, interaction: discord.Interaction[VideoBot], error: app_commands.AppCommandError) -> None:
+        cause: BaseException = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        message = message_for_error(cause)
+        if message is None:
+            incident = error_id()
+            command = interaction.command.qualified_name if interaction.command else "unknown"
+            log.error("Command /%s failed [error %s]", command, incident, exc_info=cause)
+            message = (
+                f"Something went wrong on our side (error `{incident}`). Nothing was charged twice; "
+                "please try again, and tell the server's moderators if it keeps happening."
+            )
+        elif isinstance(cause, VideoApiError):
+            log.warning("Command failed on the video API: %s", cause)
+        await answer_privately(interaction, message)
+
+
+class VideoBot(commands.Bot):
+    """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
+
+    def __init__(self, settings: Settings, store: GenerationStore, api: VideoApi) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=VideoCommandTree,
+            help_command=None,
+            # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
+            # requester only), whatever a prompt contains.
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.store = store
+        self.api = api
+        self.generations = GenerationService(store, api)
+        self.announcer = DiscordAnnouncer(self)
+        self.tracker = Tracker(
+            store,
+            api,
+            self.announcer,
+            poll_interval=settings.poll_interval_seconds,
+            timeout_seconds=settings.generation_timeout_seconds,
+        )
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.tracker.recover()
+        await self.sync_commands()
+        self.tracker.start()
+
+    async def close(self) -> None:
+        await self.tracker.stop()
+        await super().close()
+
+    def commands_digest(self) -> str:
+        """A hash of the command tree as Discord would receive it (and of the application it belongs to)."""
+        payload = {
+            "application": self.application_id,
+            "commands": sorted(
+                (command.to_dict(self.tree) for command in self.tree.get_commands()), key=lambda c: str(c["name"])
+            ),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    async def sync_commands(self) -> None:
+        """Sync globally when the commands changed since the last sync; always to the dev server if set."""
+        digest = self.commands_digest()
+        try:
+            if await self.store.get_meta(COMMANDS_HASH_KEY) != digest:
+                synced = await self.tree.sync()
+                await self.store.set_meta(COMMANDS_HASH_KEY, digest)
+                log.info("Synced %d slash commands globally", len(synced))
+            else:
+                log.info("Slash commands unchanged since the last sync")
+            if self.settings.dev_guild_id is not None:
+                guild = discord.Object(self.settings.dev_guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("Synced %d slash commands to the dev server %d", len(synced), guild.id)
+        except discord.HTTPException as error:
+            # The commands Discord already has keep working; the next start tries again.
+            log.error("Could not sync slash commands: %s", error)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("Logged in as %s (id %d) in %d servers", self.user, self.user.id, len(self.guilds))

@@ -1,0 +1,122 @@
+"""Settings: read once from the environment at start, validated, then frozen."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_API_BASE_URL = "https://api.aimlapi.com"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: Secret = field(repr=False)
+    aiml_api_key: Secret = field(repr=False)
+    api_base_url: str = DEFAULT_API_BASE_URL
+    database_path: Path = Path("data/bot.sqlite3")
+    poll_interval_seconds: float = 10.0
+    generation_timeout_minutes: float = 30.0
+    dev_guild_id: int | None = None
+    log_level: str = "INFO"
+    # Points discord.py at another Discord REST/gateway host (a proxy, or a fake Discord in tests).
+    discord_api_base_url: str | None = None
+
+    @property
+    def generation_timeout_seconds(self) -> float:
+        return self.generation_timeout_minutes * 60
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is required but not set (see .env.example)")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build the settings from an environment mapping, or raise ConfigError naming the bad variable."""
+    discord_token = _required(env, "DISCORD_TOKEN")
+    aiml_api_key = _required(env, "AIML_API_KEY")
+    api_base_url = _http_url(env, "AIML_API_BASE_URL", DEFAULT_API_BASE_URL)
+    assert api_base_url is not None
+
+    database_raw = env.get("DATABASE_PATH", "").strip() or "data/bot.sqlite3"
+    database_path = Path(database_raw).expanduser()
+    if database_path.exists() and database_path.is_dir():
+        raise ConfigError(f"DATABASE_PATH must be a file, but {database_raw!r} is a folder")
+
+    dev_guild_raw = env.get("DEV_GUILD_ID", "").strip()
+    dev_guild_id: int | None = None
+    if dev_guild_raw:
+        if not dev_guild_raw.isdigit() or int(dev_guild_raw) <= 0:
+            raise ConfigError(f"DEV_GUILD_ID must be a server id (digits), got {dev_guild_raw!r}")
+        dev_guild_id = int(dev_guild_raw)
+
+    log_level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if not isinstance(logging.getLevelName(log_level), int):
+        raise ConfigError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {log_level!r}")
+
+    return Settings(
+        discord_token=Secret(discord_token),
+        aiml_api_key=Secret(aiml_api_key),
+        api_base_url=api_base_url,
+        database_path=database_path,
+        poll_interval_seconds=_positive_float(env, "POLL_INTERVAL_SECONDS", 10.0),
+        generation_timeout_minutes=_positive_float(env, "GENERATION_TIMEOUT_MINUTES", 30.0),
+        dev_guild_id=dev_guild_id,
+        log_level=log_level,
+        discord_api_base_url=_http_url(env, "DISCORD_API_BASE_URL", None),
+    )

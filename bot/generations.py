@@ -1,0 +1,177 @@
+"""The generation workflow: check a request, record it, send it once, and answer in plain words."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
+from .errors import UserFacingError
+from .models import ApiGeneration, Generation, GenerationOptions, Kind, State
+from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
+from .storage import GenerationStore
+
+log = logging.getLogger(__name__)
+
+HISTORY_SIZE = 10
+
+
+class VideoApi(Protocol):
+    """What the workflow and the tracker need of the video API."""
+
+    async def create(self, options: GenerationOptions) -> ApiGeneration: ...
+
+    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration: ...
+
+    async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]: ...
+
+    async def fetch(self, generation_id: str) -> ApiGeneration | None: ...
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from: the server, the channel to announce in, and the member."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+
+
+def not_found(reference: str) -> UserFacingError:
+    return UserFacingError(
+        f"No generation `{reference}` was found in this server. `/status` without an id lists yours."
+    )
+
+
+def _ended_how(generation: Generation) -> str:
+    return {
+        State.FAILED: "failed",
+        State.TIMED_OUT: "timed out",
+        State.REJECTED: "was refused by the video service",
+        State.UNCONFIRMED: "was never confirmed by the video service",
+    }.get(generation.state, f"is {generation.display_state}")
+
+
+class GenerationService:
+    """Starts generations and extensions and answers questions about them."""
+
+    def __init__(self, store: GenerationStore, api: VideoApi, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._api = api
+        self._clock = clock
+
+    @staticmethod
+    def prepare(options: GenerationOptions) -> GenerationOptions:
+        """The options as they will be sent; raises UserFacingError naming what is wrong. Pure and fast."""
+        return GenerationOptions(
+            clean_prompt(options.prompt), clean_aspect_ratio(options.aspect_ratio), options.expand_prompt
+        )
+
+    async def extendable(self, guild_id: int, reference: str) -> Generation:
+        """The finished video of this server that `reference` names; raises UserFacingError with the reason."""
+        parent = await self.find(guild_id, reference)
+        if parent.state is State.RUNNING or parent.state is State.SUBMITTING:
+            raise UserFacingError(
+                f"Generation `{parent.reference}` is not finished yet (it is {parent.display_state}). "
+                "You can extend it once its video is announced."
+            )
+        if parent.state is not State.COMPLETED or parent.api_id is None:
+            raise UserFacingError(
+                f"Generation `{parent.reference}` {_ended_how(parent)}, so there is no video to extend. "
+                "Only finished videos can be extended."
+            )
+        return parent
+
+    async def generate(self, origin: Origin, options: GenerationOptions) -> Generation:
+        """Check and start a new generation; raises UserFacingError with the reason when it can't."""
+        return await self.start(origin, self.prepare(options), parent=None)
+
+    async def extend(self, origin: Origin, parent_reference: str, options: GenerationOptions) -> Generation:
+        """Check and start an extension of a finished video of the same server."""
+        options = self.prepare(options)
+        parent = await self.extendable(origin.guild_id, parent_reference)
+        return await self.start(origin, options, parent=parent)
+
+    async def find(self, guild_id: int, reference: str) -> Generation:
+        """The generation of this server with that id; another server's is 'not found', never shown."""
+        generation_id = clean_generation_id(reference)
+        generation = await self._store.get_by_api_id(generation_id)
+        if generation is None or generation.guild_id != guild_id:
+            raise not_found(generation_id)
+        return generation
+
+    async def refresh(self, generation: Generation) -> Generation:
+        """The generation with its state fetched fresh from the API (the stored row is updated)."""
+        if generation.state is not State.RUNNING or generation.api_id is None:
+            return generation
+        fresh = await self._api.fetch(generation.api_id)
+        if fresh is None:
+            return generation
+        return await self._store.apply_api_update(generation.id, fresh, self._clock())
+
+    async def history(self, guild_id: int, user_id: int) -> list[Generation]:
+        """A member's latest generations in this server, newest first."""
+        return await self._store.recent_for_member(guild_id, user_id, HISTORY_SIZE)
+
+    async def suggest(self, guild_id: int, text: str) -> list[Generation]:
+        """Generations of this server matching typed text, for autocomplete."""
+        return await self._store.search_references(guild_id, text.strip())
+
+    async def attach_status_message(self, generation: Generation, message_id: int) -> None:
+        """Remember the public status message so the announcement can reply to it."""
+        await self._store.set_status_message(generation.id, message_id)
+
+    async def start(self, origin: Origin, options: GenerationOptions, *, parent: Generation | None) -> Generation:
+        """Record and send one create (or extend, with a parent) request, exactly once.
+
+        `options` come from prepare() and `parent` from extendable(); the cog calls those before deferring so
+        that mistakes are answered at once.
+        """
+        kind = Kind.EXTEND if parent is not None else Kind.GENERATE
+        row = await self._store.insert_submitting(
+            kind=kind,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            requester_id=origin.user_id,
+            options=options,
+            parent_api_id=parent.api_id if parent else None,
+            now=self._clock(),
+        )
+        try:
+            if parent is not None and parent.api_id is not None:
+                accepted = await self._api.extend(parent.api_id, options)
+            else:
+                accepted = await self._api.create(options)
+        except CreateOutcomeUnknown as error:
+            log.warning("Create for row %d has an unknown outcome, not resending: %s", row.id, error)
+            await self._store.mark_unconfirmed(row.id, error.user_message, self._clock(), requester_told=True)
+            raise UserFacingError(error.user_message) from error
+        except VideoApiError as error:
+            message = self._refusal_message(error, parent)
+            log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
+            await self._store.mark_rejected(row.id, message, self._clock())
+            raise UserFacingError(message) from error
+        except BaseException:
+            # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: say so, never resend.
+            await self._store.mark_unconfirmed(
+                row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
+            )
+            raise
+        generation = await self._store.mark_submitted(row.id, accepted, self._clock())
+        log.info("Generation %s started (row %d, %s)", accepted.id, row.id, kind.value)
+        return generation
+
+    @staticmethod
+    def _refusal_message(error: VideoApiError, parent: Generation | None) -> str:
+        if isinstance(error, ApiNotFound):
+            if parent is not None:
+                return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
+            log.error("The create endpoint answered %s: it may have been retired (AIML_API_BASE_URL)", error.status)
+            return (
+                "The video service's create endpoint was not found; it may have been retired. "
+                "The bot's operator needs to update its configuration."
+            )
+        return error.user_message

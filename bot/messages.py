@@ -1,0 +1,122 @@
+"""What the bot's messages look like: pure functions from generations to Discord content and embeds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import discord
+
+from .models import Delivery, Generation, Kind, State
+
+CONTENT_LIMIT = 2000
+EMBED_DESCRIPTION_LIMIT = 4096
+EMBED_FIELD_LIMIT = 1024
+AUTOCOMPLETE_NAME_LIMIT = 100
+
+_STATE_COLOURS = {
+    State.SUBMITTING: discord.Colour.light_grey(),
+    State.RUNNING: discord.Colour.blurple(),
+    State.COMPLETED: discord.Colour.green(),
+    State.FAILED: discord.Colour.red(),
+    State.TIMED_OUT: discord.Colour.orange(),
+    State.REJECTED: discord.Colour.red(),
+    State.UNCONFIRMED: discord.Colour.orange(),
+}
+
+
+def plain(text: str, limit: int) -> str:
+    """Member-typed text made inert (no markdown, no mentions) and cut to `limit` characters."""
+    escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    if len(escaped) <= limit:
+        return escaped
+    return escaped[: limit - 1].rstrip("\\") + "…"
+
+
+def _timestamp(epoch: float) -> str:
+    return discord.utils.format_dt(datetime.fromtimestamp(epoch, UTC), "R")
+
+
+def status_embed(generation: Generation, *, note: str | None = None) -> discord.Embed:
+    """A generation's id, prompt, requester, state and (when finished) its video."""
+    title = "Video extension" if generation.kind is Kind.EXTEND else "Video generation"
+    embed = discord.Embed(
+        title=title,
+        description=plain(generation.prompt, EMBED_DESCRIPTION_LIMIT - 200),
+        colour=_STATE_COLOURS[generation.state],
+    )
+    embed.add_field(name="Id", value=f"`{generation.reference}`", inline=False)
+    embed.add_field(name="State", value=generation.display_state, inline=True)
+    embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
+    embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
+    if generation.parent_api_id:
+        embed.add_field(name="Extends", value=f"`{generation.parent_api_id}`", inline=False)
+    if generation.video_url:
+        embed.add_field(name="Video", value=generation.video_url[:EMBED_FIELD_LIMIT], inline=False)
+    if generation.failure_reason and generation.state is not State.COMPLETED:
+        embed.add_field(name="Reason", value=plain(generation.failure_reason, EMBED_FIELD_LIMIT), inline=False)
+    if generation.thumbnail_url:
+        embed.set_thumbnail(url=generation.thumbnail_url)
+    if generation.delivery is Delivery.UNDELIVERABLE:
+        embed.add_field(
+            name="Delivery",
+            value="The announcement could not be posted in the channel nor sent by direct message.",
+            inline=False,
+        )
+    started = _timestamp(generation.created_at)
+    embed.add_field(name="Requested", value=started, inline=True)
+    if generation.state is State.RUNNING:
+        embed.set_footer(text="The video will be posted in this channel when it is ready.")
+    if note:
+        embed.set_footer(text=note)
+    return embed
+
+
+def history_embed(generations: Sequence[Generation]) -> discord.Embed:
+    """A member's latest generations in a server, newest first."""
+    embed = discord.Embed(title="Your latest generations", colour=discord.Colour.blurple())
+    if not generations:
+        embed.description = "You have no generations in this server yet. Start one with `/generate`."
+        return embed
+    lines = []
+    for generation in generations:
+        line = f"`{generation.reference}` · **{generation.display_state}** · {_timestamp(generation.created_at)}"
+        line += f"\n{plain(generation.prompt, 80)}"
+        if generation.video_url:
+            line += f"\n{generation.video_url}"
+        lines.append(line)
+    embed.description = "\n\n".join(lines)[:EMBED_DESCRIPTION_LIMIT]
+    embed.set_footer(text="/status <id> shows one in full; /extend <id> continues a finished video.")
+    return embed
+
+
+def announcement(generation: Generation, *, by_direct_message: bool = False) -> str:
+    """The message that tells a requester how their generation ended; it carries the id for de-duplication."""
+    mention = f"<@{generation.requester_id}>"
+    where = f" (asked in <#{generation.channel_id}>)" if by_direct_message else ""
+    reference = f"`{generation.reference}`"
+    prompt = plain(generation.prompt, 300)
+    if generation.state is State.COMPLETED:
+        head = f"{mention} your video is ready{where}: **{prompt}**\nGeneration {reference} · `/extend` continues it."
+        body = f"\n{generation.video_url}" if generation.video_url else ""
+    elif generation.state is State.FAILED:
+        reason = plain(generation.failure_reason or "no reason given", 500)
+        head = f"{mention} your video could not be made{where}: {reason}\nGeneration {reference} · **{prompt}**"
+        body = "\nFailed generations are not charged."
+    elif generation.state is State.TIMED_OUT:
+        reason = plain(generation.failure_reason or "It took too long.", 300)
+        head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"
+        body = f"\n`/status {generation.reference}` can still show it if it finishes later."
+    else:
+        reason = plain(generation.failure_reason or "The video service did not confirm the request.", 500)
+        head = f"{mention} your video request may not have been received{where}. {reason}\n"
+        body = f"Request {reference} · **{prompt}**"
+    # The body holds the video link: cut the head, never the link.
+    return head[: CONTENT_LIMIT - len(body)] + body
+
+
+def autocomplete_label(generation: Generation) -> str:
+    """One autocomplete choice: short id, state and the start of the prompt, within Discord's 100 characters."""
+    short_id = (generation.api_id or "")[:8]
+    label = f"{short_id} · {generation.display_state} · {generation.prompt}"
+    return label if len(label) <= AUTOCOMPLETE_NAME_LIMIT else label[: AUTOCOMPLETE_NAME_LIMIT - 1] + "…"

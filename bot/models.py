@@ -1,0 +1,145 @@
+"""Plain domain types shared by the API client, the storage and the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "1:1", "9:16", "4:3", "3:4", "21:9", "9:21")
+DEFAULT_ASPECT_RATIO = "16:9"
+MIN_PROMPT_LENGTH = 3
+# The AI/ML API documents 2048 characters for this endpoint (upstream Luma allows 5000): refusing here costs
+# nothing and gives a clearer answer than the API's validation error.
+MAX_PROMPT_LENGTH = 2048
+TOKENS_PER_VIDEO = 500_000
+# The API's own words for a finished generation; any other value means it is still running.
+API_COMPLETED = "completed"
+API_FAILED = "failed"
+KNOWN_API_STATES = frozenset({"pending", "queued", "dreaming", "processing", API_COMPLETED, API_FAILED})
+
+
+class Kind(StrEnum):
+    GENERATE = "generate"
+    EXTEND = "extend"
+
+
+class State(StrEnum):
+    """Where a generation stands, from our side of the API."""
+
+    # The row is written and the create request is being sent: the API may or may not have it.
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    # The API refused the create request, so nothing was made and nothing was paid.
+    REJECTED = "rejected"
+    # The create request may have reached the API but no answer came back; it is never resent.
+    UNCONFIRMED = "unconfirmed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (State.SUBMITTING, State.RUNNING)
+
+    @property
+    def label(self) -> str:
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    State.SUBMITTING: "submitting",
+    State.RUNNING: "running",
+    State.COMPLETED: "completed",
+    State.FAILED: "failed",
+    State.TIMED_OUT: "timed out",
+    State.REJECTED: "refused by the API",
+    State.UNCONFIRMED: "unconfirmed",
+}
+
+
+class Delivery(StrEnum):
+    """Where an announcement went."""
+
+    CHANNEL = "channel"
+    DIRECT_MESSAGE = "dm"
+    UNDELIVERABLE = "undeliverable"
+
+
+@dataclass(frozen=True)
+class ApiGeneration:
+    """A generation as the API describes it, normalised."""
+
+    id: str
+    state: str
+    prompt: str | None = None
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    last_frame_url: str | None = None
+    failure_reason: str | None = None
+    estimate_wait_seconds: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_completed(self) -> bool:
+        return self.state == API_COMPLETED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state == API_FAILED
+
+    @property
+    def is_final(self) -> bool:
+        return self.is_completed or self.is_failed
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What a member asked for, as sent to the API."""
+
+    prompt: str
+    aspect_ratio: str = DEFAULT_ASPECT_RATIO
+    expand_prompt: bool = True
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One row of the generations table."""
+
+    id: int
+    api_id: str | None
+    parent_api_id: str | None
+    kind: Kind
+    guild_id: int
+    channel_id: int
+    requester_id: int
+    prompt: str
+    aspect_ratio: str
+    expand_prompt: bool
+    state: State
+    api_state: str | None
+    video_url: str | None
+    thumbnail_url: str | None
+    last_frame_url: str | None
+    failure_reason: str | None
+    status_message_id: int | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    announce_claimed_at: float | None
+    announced_at: float | None
+    announce_attempts: int
+    delivery: Delivery | None
+
+    @property
+    def display_state(self) -> str:
+        """The state a member sees: the API's own word while running, ours once final."""
+        if self.state is State.RUNNING and self.api_state:
+            return self.api_state
+        return self.state.label
+
+    @property
+    def reference(self) -> str:
+        """How a member refers to this generation in /status and /extend."""
+        return self.api_id or f"#{self.id}"

@@ -1,0 +1,75 @@
+"""Rules for what a prompt or a generation id typed by a member may be: pure functions."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .errors import UserFacingError
+from .models import ASPECT_RATIOS, MAX_PROMPT_LENGTH, MIN_PROMPT_LENGTH
+
+# Characters that are invisible or flip the direction of the text around them: they let a prompt look
+# different in the channel than what is sent, so they are refused rather than silently dropped.
+_HIDDEN_CHARACTERS = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DISCORD_MARKUP = (
+    (re.compile(r"@(everyone|here)\b", re.IGNORECASE), "mentions such as @everyone or @here"),
+    (re.compile(r"<@&\d+>"), "role mentions"),
+    (re.compile(r"<@!?\d+>"), "user mentions"),
+    (re.compile(r"<#\d+>"), "channel mentions"),
+    (re.compile(r"<a?:\w+:\d+>|<t:-?\d+(:\w)?>|</[^>]+:\d+>"), "Discord emoji, timestamps or command links"),
+    (re.compile(r"```|`"), "code blocks or backticks"),
+    (re.compile(r"\[[^\]]*\]\([^)]*\)"), "masked links"),
+    (re.compile(r"\|\|"), "spoiler markers (||)"),
+)
+_GENERATION_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(:[\w./-]{1,64})?$"
+)
+
+
+def clean_prompt(raw: str) -> str:
+    """The prompt as it will be sent: whitespace trimmed and folded; raises UserFacingError with the reason."""
+    if _HIDDEN_CHARACTERS.search(raw):
+        raise UserFacingError(
+            "Your prompt contains invisible or text-direction characters (such as zero-width spaces or "
+            "right-to-left overrides). Please type it again as plain text."
+        )
+    if _CONTROL_CHARACTERS.search(raw):
+        raise UserFacingError("Your prompt contains control characters. Please type it again as plain text.")
+    prompt = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not prompt:
+        raise UserFacingError("Your prompt is empty. Describe the video you want, for example: a jellyfish flying.")
+    if len(prompt) < MIN_PROMPT_LENGTH:
+        raise UserFacingError(f"Your prompt is too short: it needs at least {MIN_PROMPT_LENGTH} characters.")
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise UserFacingError(
+            f"Your prompt is too long: {len(prompt)} characters, and the limit is {MAX_PROMPT_LENGTH}."
+        )
+    for pattern, what in _DISCORD_MARKUP:
+        if pattern.search(prompt):
+            raise UserFacingError(
+                f"Prompts are plain descriptions of a video and can't contain {what}. Please remove them."
+            )
+    return prompt
+
+
+def clean_generation_id(raw: str) -> str:
+    """A generation id as the API gives it; raises UserFacingError when it can't be one."""
+    text = raw.strip()
+    if not _GENERATION_ID.match(text):
+        shown = text[:40].replace("`", "'")
+        raise UserFacingError(
+            f"`{shown}` is not a generation id. Ids look like `a4a8f1ff-e59b-4969-abcb-98b3e16f003e`; "
+            "`/status` without an id lists yours."
+            if shown
+            else "Please give a generation id; `/status` without an id lists yours."
+        )
+    return text
+
+
+def clean_aspect_ratio(raw: str) -> str:
+    """One of the aspect ratios the API takes; Discord offers them as choices, but a raw value may differ."""
+    value = raw.strip()
+    if value not in ASPECT_RATIOS:
+        raise UserFacingError(f"The aspect ratio must be one of {', '.join(ASPECT_RATIOS)}.")
+    return value

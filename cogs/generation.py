@@ -1,0 +1,153 @@
+"""/generate, /status and /extend: parse options, call the generation service, render the answer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.api_client import VideoApiError
+from bot.app import VideoBot
+from bot.errors import UserFacingError
+from bot.generations import Origin
+from bot.messages import autocomplete_label, history_embed, status_embed
+from bot.models import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, MAX_PROMPT_LENGTH, Generation, GenerationOptions
+
+log = logging.getLogger(__name__)
+
+ASPECT_RATIO_NAMES = {
+    "16:9": "16:9 landscape",
+    "1:1": "1:1 square",
+    "9:16": "9:16 portrait",
+    "4:3": "4:3 classic",
+    "3:4": "3:4 classic portrait",
+    "21:9": "21:9 cinematic",
+    "9:21": "9:21 tall",
+}
+ASPECT_RATIO_CHOICES = [app_commands.Choice(name=ASPECT_RATIO_NAMES[ratio], value=ratio) for ratio in ASPECT_RATIOS]
+PromptText = app_commands.Range[str, 1, MAX_PROMPT_LENGTH]
+
+
+def origin_of(interaction: discord.Interaction) -> Origin:
+    """Who asked and where; video commands belong to servers (history, limits and results are per server)."""
+    if interaction.guild_id is None or interaction.channel_id is None:
+        raise UserFacingError(
+            "Video commands work in a server's channels, not in direct messages. "
+            "Use /generate in a server where this bot is installed."
+        )
+    return Origin(guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id)
+
+
+class GenerationCog(commands.Cog):
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.service = bot.generations
+
+    @app_commands.command(name="generate", description="Make a video from a text prompt with Luma Dream Machine")
+    @app_commands.describe(
+        prompt="What the video shows, in plain words",
+        aspect_ratio="Shape of the video (default 16:9 landscape)",
+        expand_prompt="Let Luma enrich the prompt with more detail (default: yes)",
+    )
+    @app_commands.choices(aspect_ratio=ASPECT_RATIO_CHOICES)
+    async def generate(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        prompt: PromptText,
+        aspect_ratio: str = DEFAULT_ASPECT_RATIO,
+        expand_prompt: bool = True,
+    ) -> None:
+        origin = origin_of(interaction)
+        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
+        await self._start_publicly(interaction, origin, options, parent=None)
+
+    @app_commands.command(
+        name="extend", description="Continue a finished video with a new prompt (about 5 seconds more)"
+    )
+    @app_commands.describe(
+        generation_id="The finished generation to continue",
+        prompt="What happens next, in plain words",
+        aspect_ratio="Shape of the video (default 16:9 landscape)",
+        expand_prompt="Let Luma enrich the prompt with more detail (default: yes)",
+    )
+    @app_commands.choices(aspect_ratio=ASPECT_RATIO_CHOICES)
+    async def extend(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        generation_id: str,
+        prompt: PromptText,
+        aspect_ratio: str = DEFAULT_ASPECT_RATIO,
+        expand_prompt: bool = True,
+    ) -> None:
+        origin = origin_of(interaction)
+        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
+        parent = await self.service.extendable(origin.guild_id, generation_id)
+        await self._start_publicly(interaction, origin, options, parent=parent)
+
+    @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
+    @app_commands.describe(generation_id="A generation id; leave empty to list your 10 latest in this server")
+    async def status(self, interaction: discord.Interaction[VideoBot], generation_id: str | None = None) -> None:
+        origin = origin_of(interaction)
+        if generation_id is None or not generation_id.strip():
+            history = await self.service.history(origin.guild_id, origin.user_id)
+            await interaction.response.send_message(embed=history_embed(history), ephemeral=True)
+            return
+        generation = await self.service.find(origin.guild_id, generation_id)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        note = None
+        try:
+            generation = await self.service.refresh(generation)
+        except VideoApiError as error:
+            log.warning("Fresh look-up of %s failed: %s", generation.reference, error)
+            note = "The video service could not be reached just now: this is the last known state."
+        await interaction.followup.send(
+            content=generation.video_url or discord.utils.MISSING,
+            embed=status_embed(generation, note=note),
+            ephemeral=True,
+        )
+
+    @extend.autocomplete("generation_id")
+    @status.autocomplete("generation_id")
+    async def generation_id_autocomplete(
+        self, interaction: discord.Interaction[VideoBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        matches = await self.service.suggest(interaction.guild_id, current)
+        return [
+            app_commands.Choice(name=autocomplete_label(generation), value=generation.api_id)
+            for generation in matches
+            if generation.api_id
+        ][:25]
+
+    async def _start_publicly(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        origin: Origin,
+        options: GenerationOptions,
+        parent: Generation | None,
+    ) -> None:
+        # Everything a member can get wrong was checked above, so the acknowledgement can be public; the
+        # API call may take longer than Discord's 3 seconds, hence the deferral.
+        await interaction.response.defer(thinking=True)
+        try:
+            generation = await self.service.start(origin, options, parent=parent)
+        except BaseException:
+            # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+            raise
+        try:
+            message = await interaction.edit_original_response(embed=status_embed(generation))
+        except discord.HTTPException as error:
+            # The generation runs and will be announced anyway; only the status message is missing.
+            log.warning("Could not show the status of %s: %s", generation.reference, error)
+            return
+        await self.service.attach_status_message(generation, message.id)
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(GenerationCog(bot))
