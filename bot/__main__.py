@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import aiohttp
 import discord
 import yarl
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 from .api_client import LumaClient
 from .app import VideoBot
@@ -100,7 +100,8 @@ async def run(settings: Settings) -> int:
 
 
 def main() -> None:
-    load_dotenv()  # real environment variables win over .env
+    # The .env of the folder the bot is started from; real environment variables win over it.
+    load_dotenv(find_dotenv(usecwd=True))
     try:
         settings = load_settings(os.environ)
     except ConfigError as error:

@@ -129,7 +129,11 @@ class Tracker:
 
     async def announce_finished(self) -> None:
         for generation in await self._store.unannounced():
-            await self._announce(generation)
+            try:
+                await self._announce(generation)
+            except Exception:
+                # One generation that can't be announced must not hold up the others.
+                log.exception("Announcing generation row %d failed; retrying next cycle", generation.id)
 
     async def _announce(self, generation: Generation) -> None:
         if generation.announce_claimed_at is not None:

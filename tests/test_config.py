@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_API_BASE_URL, ConfigError, load_settings
+
+REQUIRED = {"DISCORD_TOKEN": "discord-secret-token", "AIML_API_KEY": "aiml-secret-key"}
+
+
+def test_defaults_apply_when_only_the_secrets_are_set() -> None:
+    settings = load_settings(REQUIRED)
+    assert settings.api_base_url == DEFAULT_API_BASE_URL
+    assert settings.database_path == Path("data/bot.sqlite3")
+    assert settings.poll_interval_seconds == 10
+    assert settings.generation_timeout_seconds == 30 * 60
+    assert settings.dev_guild_id is None
+    assert settings.log_level == "INFO"
+
+
+def test_values_are_read_and_fractions_allowed() -> None:
+    settings = load_settings(
+        REQUIRED
+        | {
+            "AIML_API_BASE_URL": "http://127.0.0.1:8787/",
+            "DATABASE_PATH": "/tmp/x/bot.db",
+            "POLL_INTERVAL_SECONDS": "0.5",
+            "GENERATION_TIMEOUT_MINUTES": "2.5",
+            "DEV_GUILD_ID": "123456789012345678",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.api_base_url == "http://127.0.0.1:8787"
+    assert settings.poll_interval_seconds == 0.5
+    assert settings.generation_timeout_seconds == 150
+    assert settings.dev_guild_id == 123456789012345678
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DISCORD_TOKEN", ""),
+        ("AIML_API_KEY", "   "),
+        ("AIML_API_BASE_URL", "not a url"),
+        ("POLL_INTERVAL_SECONDS", "fast"),
+        ("POLL_INTERVAL_SECONDS", "0"),
+        ("GENERATION_TIMEOUT_MINUTES", "-1"),
+        ("DEV_GUILD_ID", "my-server"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(REQUIRED | {name: value})
+
+
+def test_secrets_never_show_in_a_repr() -> None:
+    settings = load_settings(REQUIRED)
+    text = repr(settings) + str(settings.discord_token) + f"{settings.aiml_api_key}"
+    assert "discord-secret-token" not in text
+    assert "aiml-secret-key" not in text
+    assert settings.discord_token.reveal() == "discord-secret-token"
+
+
+def test_the_process_exits_2_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "AIML_API_KEY": "k", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_environment_variables_win_over_the_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DISCORD_TOKEN=from-file\nAIML_API_KEY=k\nPOLL_INTERVAL_SECONDS=oops\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POLL_INTERVAL_SECONDS": "also-bad"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "'also-bad'" in result.stderr
