@@ -16,12 +16,13 @@ from .api_client import VideoApiError
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .moderation import ModerationService
 from .storage import GenerationStore
 from .tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation",)
+EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.moderation")
 COMMANDS_HASH_KEY = "commands_hash"
 
 
@@ -97,7 +98,8 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.store = store
         self.api = api
-        self.generations = GenerationService(store, api)
+        self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
+        self.generations = GenerationService(store, api, moderation=self.moderation)
         self.announcer = DiscordAnnouncer(self)
         self.tracker = Tracker(
             store,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .quota import ServerLimits
+
 DEFAULT_API_BASE_URL = "https://api.aimlapi.com"
 
 
@@ -50,6 +52,10 @@ class Settings:
     log_level: str = "INFO"
     # Points discord.py at another Discord REST/gateway host (a proxy, or a fake Discord in tests).
     discord_api_base_url: str | None = None
+    # Limits of a server whose moderators have not set their own (0 = no limit).
+    default_limits: ServerLimits = field(default_factory=ServerLimits)
+    # The operator's cap on videos per day across all servers (0 = no cap).
+    global_daily_limit: int = 0
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -74,6 +80,15 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number, 0 or more (0 = no limit), got {raw!r}")
+    return int(raw)
 
 
 def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -119,4 +134,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dev_guild_id=dev_guild_id,
         log_level=log_level,
         discord_api_base_url=_http_url(env, "DISCORD_API_BASE_URL", None),
+        default_limits=ServerLimits(
+            user_daily=_non_negative_int(env, "DEFAULT_USER_DAILY"),
+            server_daily=_non_negative_int(env, "DEFAULT_SERVER_DAILY"),
+            user_concurrent=_non_negative_int(env, "DEFAULT_USER_CONCURRENT"),
+            cooldown_seconds=_non_negative_int(env, "DEFAULT_COOLDOWN_SECONDS"),
+        ),
+        global_daily_limit=_non_negative_int(env, "GLOBAL_DAILY_LIMIT"),
     )

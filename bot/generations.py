@@ -11,7 +11,18 @@ from typing import Protocol
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
 from .errors import UserFacingError
 from .models import ApiGeneration, Generation, GenerationOptions, Kind, State
+from .moderation import ModerationService
 from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
+from .quota import (
+    GuildRules,
+    Member,
+    ServerLimits,
+    Usage,
+    check_access,
+    check_limits,
+    check_prompt_allowed,
+    day_start,
+)
 from .storage import GenerationStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,15 @@ class Origin:
     guild_id: int
     channel_id: int
     user_id: int
+    role_ids: frozenset[int] = frozenset()
+    # A thread's parent channel, so that a thread of an allowed channel is allowed too.
+    channel_parent_id: int | None = None
+    # Manage Server: moderators may always build on anyone's video.
+    is_moderator: bool = False
+
+    @property
+    def member(self) -> Member:
+        return Member(self.user_id, self.role_ids)
 
 
 def not_found(reference: str) -> UserFacingError:
@@ -58,10 +78,41 @@ def _ended_how(generation: Generation) -> str:
 class GenerationService:
     """Starts generations and extensions and answers questions about them."""
 
-    def __init__(self, store: GenerationStore, api: VideoApi, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: GenerationStore,
+        api: VideoApi,
+        *,
+        moderation: ModerationService | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._api = api
         self._clock = clock
+        self._moderation = moderation or ModerationService(store, ServerLimits(), global_daily=0, clock=clock)
+
+    async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
+        """Every rule of the server, checked without reserving anything, so that a refusal can be answered
+        before the command is acknowledged publicly. start() checks the limits again, atomically."""
+        rules = await self._moderation.rules(origin.guild_id)
+        check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
+        check_prompt_allowed(rules, options.prompt)
+        if (
+            parent is not None
+            and parent.requester_id != origin.user_id
+            and not rules.members_share_videos
+            and not origin.is_moderator
+        ):
+            raise UserFacingError(
+                f"Generation `{parent.reference}` belongs to another member, and this server lets members extend "
+                "only their own videos."
+            )
+        now = self._clock()
+        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
+        refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
+        if refusal is not None:
+            raise refusal
+        return rules
 
     @staticmethod
     def prepare(options: GenerationOptions) -> GenerationOptions:
@@ -131,6 +182,14 @@ class GenerationService:
         that mistakes are answered at once.
         """
         kind = Kind.EXTEND if parent is not None else Kind.GENERATE
+        rules = await self.check(origin, options, parent)
+        now = self._clock()
+
+        def admit(usage: Usage) -> None:
+            refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
+            if refusal is not None:
+                raise refusal
+
         row = await self._store.insert_submitting(
             kind=kind,
             guild_id=origin.guild_id,
@@ -138,7 +197,9 @@ class GenerationService:
             requester_id=origin.user_id,
             options=options,
             parent_api_id=parent.api_id if parent else None,
-            now=self._clock(),
+            now=now,
+            admit=admit,
+            counted_since=day_start(now),
         )
         try:
             if parent is not None and parent.api_id is not None:

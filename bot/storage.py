@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import aiosqlite
 
 from .models import ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
+from .quota import GuildRules, ServerLimits, Usage
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,54 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE guild_limits (
+        guild_id             INTEGER PRIMARY KEY,
+        user_daily           INTEGER,
+        server_daily         INTEGER,
+        user_concurrent      INTEGER,
+        cooldown_seconds     INTEGER,
+        members_share_videos INTEGER,
+        updated_at           REAL NOT NULL
+    );
+    CREATE TABLE guild_rule_entries (
+        guild_id INTEGER NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('channel', 'role', 'exempt_role', 'blocked_phrase')),
+        value    TEXT NOT NULL,
+        PRIMARY KEY (guild_id, kind, value)
+    );
+    CREATE INDEX generations_by_guild_day ON generations (guild_id, created_at);
+    CREATE INDEX generations_by_day ON generations (created_at);
+    """,
 )
+
+# States that count against limits and were (or may have been) paid for: the API refused nothing and did not
+# report a failure, which Luma does not charge.
+_COUNTED = "state NOT IN ('rejected', 'failed')"
+_IN_FLIGHT = "state IN ('submitting', 'running')"
+LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds")
+
+
+class RuleEntry(StrEnum):
+    """The kinds of list a server's moderators keep."""
+
+    CHANNEL = "channel"
+    ROLE = "role"
+    EXEMPT_ROLE = "exempt_role"
+    BLOCKED_PHRASE = "blocked_phrase"
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A server's generations over a period."""
+
+    generations: int
+    extensions: int
+    failures: int
+    refused: int
+    charged: int
+    top_members: list[tuple[int, int]]
+
 
 _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
@@ -155,9 +205,39 @@ class GenerationStore:
         options: GenerationOptions,
         parent_api_id: str | None,
         now: float,
+        admit: Callable[[Usage], None] | None = None,
+        counted_since: float = 0.0,
     ) -> Generation:
-        """Record a generation before its create request leaves, so a crash mid-request stays visible."""
-        row_id = await self._write(
+        """Record a generation before its create request leaves, so a crash mid-request stays visible.
+
+        With `admit`, the member's usage is read and the row inserted in one transaction: `admit` raises to
+        refuse, and no burst of simultaneous requests can slip past a limit between the count and the insert.
+        """
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if admit is not None:
+                    admit(await self._usage(guild_id, requester_id, counted_since))
+                row_id = await self._insert_submitting(
+                    kind, guild_id, channel_id, requester_id, options, parent_api_id, now
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return await self._require(row_id)
+
+    async def _insert_submitting(
+        self,
+        kind: Kind,
+        guild_id: int,
+        channel_id: int,
+        requester_id: int,
+        options: GenerationOptions,
+        parent_api_id: str | None,
+        now: float,
+    ) -> int:
+        async with self._db.execute(
             "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
             " expand_prompt, parent_api_id, state, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -174,8 +254,59 @@ class GenerationStore:
                 now,
                 now,
             ),
+        ) as cursor:
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    async def _usage(self, guild_id: int, requester_id: int, since: float) -> Usage:
+        async with self._db.execute(
+            f"SELECT"
+            f" COUNT(*) FILTER (WHERE {_COUNTED}),"
+            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild),"
+            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild AND requester_id = :user)"
+            f" FROM generations WHERE created_at >= :since",
+            {"guild": guild_id, "user": requester_id, "since": since},
+        ) as cursor:
+            everyone, server, user = await cursor.fetchone() or (0, 0, 0)
+        async with self._db.execute(
+            f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), MAX(created_at) FILTER (WHERE state != 'rejected')"
+            f" FROM generations WHERE guild_id = ? AND requester_id = ?",
+            (guild_id, requester_id),
+        ) as cursor:
+            running, last_submitted = await cursor.fetchone() or (0, None)
+        return Usage(
+            user_today=user,
+            server_today=server,
+            everyone_today=everyone,
+            user_running=running,
+            user_last_submitted_at=last_submitted,
         )
-        return await self._require(row_id)
+
+    async def usage_now(self, guild_id: int, requester_id: int, counted_since: float) -> Usage:
+        """A member's standing against the limits (for /quota)."""
+        return await self._usage(guild_id, requester_id, counted_since)
+
+    async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
+        """A server's generations since `since`: counts by kind and outcome, and its most active members."""
+        async with self._db.execute(
+            f"SELECT"
+            f" COUNT(*) FILTER (WHERE kind = 'generate' AND state != 'rejected'),"
+            f" COUNT(*) FILTER (WHERE kind = 'extend' AND state != 'rejected'),"
+            f" COUNT(*) FILTER (WHERE state = 'failed'),"
+            f" COUNT(*) FILTER (WHERE state = 'rejected'),"
+            f" COUNT(*) FILTER (WHERE {_COUNTED})"
+            f" FROM generations WHERE guild_id = ? AND created_at >= ?",
+            (guild_id, since),
+        ) as cursor:
+            generations, extensions, failures, refused, charged = await cursor.fetchone() or (0, 0, 0, 0, 0)
+        async with self._db.execute(
+            f"SELECT requester_id, COUNT(*) AS videos FROM generations"
+            f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}"
+            f" GROUP BY requester_id ORDER BY videos DESC, requester_id LIMIT ?",
+            (guild_id, since, top),
+        ) as cursor:
+            top_members = [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
+        return UsageReport(generations, extensions, failures, refused, charged, top_members)
 
     async def mark_submitted(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
         """The API accepted the create: keep its id, from now on the tracker follows it."""
@@ -324,6 +455,85 @@ class GenerationStore:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
         async with self._write_lock, self._db.execute(sql, params) as cursor:
             return cursor.lastrowid or 0
+
+    # --- server rules -----------------------------------------------------------------------------------
+
+    async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
+        """A server's rules, with the operator's defaults where the server set nothing."""
+        async with self._db.execute(
+            "SELECT user_daily, server_daily, user_concurrent, cooldown_seconds, members_share_videos"
+            " FROM guild_limits WHERE guild_id = ?",
+            (guild_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
+        share = row["members_share_videos"] if row else None
+        entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
+        async with self._db.execute(
+            "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value", (guild_id,)
+        ) as cursor:
+            for kind, value in await cursor.fetchall():
+                entries[kind].append(value)
+        return GuildRules(
+            limits=defaults.merged(overrides),
+            overridden=frozenset(name for name, value in overrides.items() if value is not None),
+            allowed_channels=frozenset(int(value) for value in entries[RuleEntry.CHANNEL]),
+            allowed_roles=frozenset(int(value) for value in entries[RuleEntry.ROLE]),
+            exempt_roles=frozenset(int(value) for value in entries[RuleEntry.EXEMPT_ROLE]),
+            blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
+            members_share_videos=bool(share) if share is not None else True,
+        )
+
+    async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
+        """Set some of a server's numeric limits (0 = no limit); the others keep their value."""
+        unknown = set(values) - set(LIMIT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown limits: {sorted(unknown)}")
+        await self._upsert_guild_limits(guild_id, values, now)
+
+    async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def _upsert_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
+        if not values:
+            return
+        # Column names come from LIMIT_NAMES or the code above, never from a member.
+        columns = ", ".join(values)
+        placeholders = ", ".join("?" for _ in values)
+        updates = ", ".join(f"{column} = excluded.{column}" for column in values)
+        await self._write(
+            f"INSERT INTO guild_limits (guild_id, {columns}, updated_at) VALUES (?, {placeholders}, ?)"
+            f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+            (guild_id, *values.values(), now),
+        )
+
+    async def add_rule_entry(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
+        """Add to one of a server's lists; False if it was there already."""
+        return bool(
+            await self._write_count(
+                "INSERT OR IGNORE INTO guild_rule_entries (guild_id, kind, value) VALUES (?, ?, ?)",
+                (guild_id, kind.value, value),
+            )
+        )
+
+    async def remove_rule_entry(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
+        """Remove from one of a server's lists; False if it was not there."""
+        return bool(
+            await self._write_count(
+                "DELETE FROM guild_rule_entries WHERE guild_id = ? AND kind = ? AND value = ?",
+                (guild_id, kind.value, value),
+            )
+        )
+
+    async def clear_rule_entries(self, guild_id: int, kind: RuleEntry) -> int:
+        """Empty one of a server's lists; returns how many entries it had."""
+        return await self._write_count(
+            "DELETE FROM guild_rule_entries WHERE guild_id = ? AND kind = ?", (guild_id, kind.value)
+        )
+
+    async def _write_count(self, sql: str, params: Sequence[object]) -> int:
+        async with self._write_lock, self._db.execute(sql, params) as cursor:
+            return cursor.rowcount
 
     # --- bot metadata -----------------------------------------------------------------------------------
 

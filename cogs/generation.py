@@ -38,7 +38,16 @@ def origin_of(interaction: discord.Interaction) -> Origin:
             "Video commands work in a server's channels, not in direct messages. "
             "Use /generate in a server where this bot is installed."
         )
-    return Origin(guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=interaction.user.id)
+    user = interaction.user
+    role_ids = frozenset(role.id for role in user.roles) if isinstance(user, discord.Member) else frozenset()
+    return Origin(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        user_id=user.id,
+        role_ids=role_ids,
+        channel_parent_id=getattr(interaction.channel, "parent_id", None),
+        is_moderator=interaction.permissions.manage_guild,
+    )
 
 
 class GenerationCog(commands.Cog):
@@ -130,7 +139,8 @@ class GenerationCog(commands.Cog):
         options: GenerationOptions,
         parent: Generation | None,
     ) -> None:
-        # Everything a member can get wrong was checked above, so the acknowledgement can be public; the
+        await self.service.check(origin, options, parent)
+        # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
         # API call may take longer than Discord's 3 seconds, hence the deferral.
         await interaction.response.defer(thinking=True)
         try:

@@ -1,0 +1,125 @@
+"""Server rules kept by moderators, and what members and moderators see of usage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from .errors import UserFacingError
+from .models import TOKENS_PER_VIDEO
+from .quota import DAY_SECONDS, GuildRules, Member, ServerLimits, Usage, day_start, is_exempt, normalise_phrase
+from .storage import GenerationStore, RuleEntry, UsageReport
+
+MAX_LIST_ENTRIES = 50
+MAX_PHRASE_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A member's position against the limits, for /quota."""
+
+    rules: GuildRules
+    usage: Usage
+    exempt: bool
+    cooldown_left: float
+    resets_at: float
+    global_daily: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    days: int
+    since: float
+    report: UsageReport
+
+    @property
+    def tokens_spent(self) -> int:
+        return self.report.charged * TOKENS_PER_VIDEO
+
+
+class ModerationService:
+    """Reads and changes a server's rules; knows the operator's defaults and global cap."""
+
+    def __init__(
+        self,
+        store: GenerationStore,
+        defaults: ServerLimits,
+        *,
+        global_daily: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._defaults = defaults
+        self.global_daily = global_daily
+        self._clock = clock
+
+    async def rules(self, guild_id: int) -> GuildRules:
+        return await self._store.guild_rules(guild_id, self._defaults)
+
+    async def set_limits(self, guild_id: int, values: dict[str, int]) -> GuildRules:
+        for name, value in values.items():
+            if value < 0:
+                raise UserFacingError(f"`{name}` can't be negative; use 0 for no limit.")
+        await self._store.set_guild_limits(guild_id, values, self._clock())
+        return await self.rules(guild_id)
+
+    async def set_sharing(self, guild_id: int, allowed: bool) -> GuildRules:
+        await self._store.set_members_share_videos(guild_id, allowed, self._clock())
+        return await self.rules(guild_id)
+
+    async def add(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
+        """Add to a server's list; False when it was already there. Lists are capped to stay readable."""
+        value = self._entry_value(kind, value)
+        rules = await self.rules(guild_id)
+        if len(_entries(rules, kind)) >= MAX_LIST_ENTRIES:
+            raise UserFacingError(f"This list is full ({MAX_LIST_ENTRIES} entries). Remove some first.")
+        return await self._store.add_rule_entry(guild_id, kind, value)
+
+    async def remove(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
+        return await self._store.remove_rule_entry(guild_id, kind, self._entry_value(kind, value))
+
+    async def clear(self, guild_id: int, kind: RuleEntry) -> int:
+        return await self._store.clear_rule_entries(guild_id, kind)
+
+    async def standing(self, guild_id: int, member: Member) -> Standing:
+        now = self._clock()
+        rules = await self.rules(guild_id)
+        usage = await self._store.usage_now(guild_id, member.user_id, day_start(now))
+        cooldown_left = 0.0
+        if rules.limits.cooldown_seconds and usage.user_last_submitted_at is not None:
+            cooldown_left = max(0.0, usage.user_last_submitted_at + rules.limits.cooldown_seconds - now)
+        return Standing(
+            rules=rules,
+            usage=usage,
+            exempt=is_exempt(rules, member),
+            cooldown_left=cooldown_left,
+            resets_at=day_start(now) + DAY_SECONDS,
+            global_daily=self.global_daily,
+        )
+
+    async def usage(self, guild_id: int, days: int) -> UsageSummary:
+        """A server's usage over the last `days` days (today counts as one)."""
+        since = day_start(self._clock()) - (days - 1) * DAY_SECONDS
+        return UsageSummary(days=days, since=since, report=await self._store.usage_report(guild_id, since))
+
+    @staticmethod
+    def _entry_value(kind: RuleEntry, value: str) -> str:
+        if kind is not RuleEntry.BLOCKED_PHRASE:
+            return value
+        if len(value) > MAX_PHRASE_LENGTH:
+            raise UserFacingError(f"A blocked phrase can have at most {MAX_PHRASE_LENGTH} characters.")
+        phrase = normalise_phrase(value)
+        if not phrase:
+            raise UserFacingError("That phrase has no letters or digits to match.")
+        return phrase
+
+
+def _entries(rules: GuildRules, kind: RuleEntry) -> Collection[object]:
+    lists: dict[RuleEntry, Collection[object]] = {
+        RuleEntry.CHANNEL: rules.allowed_channels,
+        RuleEntry.ROLE: rules.allowed_roles,
+        RuleEntry.EXEMPT_ROLE: rules.exempt_roles,
+        RuleEntry.BLOCKED_PHRASE: rules.blocked_phrases,
+    }
+    return lists[kind]

@@ -1,0 +1,241 @@
+"""/limits, /quota and /usage: moderators decide who generates, where and how much; members see where they stand."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import VideoBot
+from bot.errors import UserFacingError
+from bot.moderation import ModerationService, Standing, UsageSummary
+from bot.quota import GuildRules, discord_time
+from bot.storage import LIMIT_NAMES, RuleEntry
+from cogs.generation import origin_of
+
+LimitValue = app_commands.Range[int, 0, 1_000_000]
+ListAction = Literal["add", "remove", "clear"]
+ADDED_OR_NOT = {True: "added to", False: "was already in"}
+REMOVED_OR_NOT = {True: "removed from", False: "was not in"}
+
+
+def require_moderator(interaction: discord.Interaction) -> int:
+    """The server's id, if the caller may change its rules (Manage Server); checked here, whatever Discord shows."""
+    guild_id = origin_of(interaction).guild_id
+    if not interaction.permissions.manage_guild:
+        raise UserFacingError("Only members with the **Manage Server** permission can do this.")
+    return guild_id
+
+
+def _limit_text(value: int, unit: str = "") -> str:
+    return "no limit" if value == 0 else f"{value}{unit}"
+
+
+def rules_embed(rules: GuildRules, *, global_daily: int, show_phrases: bool) -> discord.Embed:
+    limits = rules.limits
+    embed = discord.Embed(title="Video limits in this server", colour=discord.Colour.blurple())
+    described = {
+        "user_daily": ("Per member per day", _limit_text(limits.user_daily)),
+        "server_daily": ("Whole server per day", _limit_text(limits.server_daily)),
+        "user_concurrent": ("Running at once per member", _limit_text(limits.user_concurrent)),
+        "cooldown_seconds": ("Cooldown between videos", _limit_text(limits.cooldown_seconds, " s")),
+    }
+    for name in LIMIT_NAMES:
+        label, value = described[name]
+        source = "" if name in rules.overridden else " (default)"
+        embed.add_field(name=label, value=f"{value}{source}", inline=True)
+    embed.add_field(
+        name="Channels",
+        value=", ".join(f"<#{c}>" for c in sorted(rules.allowed_channels)) or "everywhere",
+        inline=False,
+    )
+    embed.add_field(
+        name="Roles that may generate",
+        value=", ".join(f"<@&{r}>" for r in sorted(rules.allowed_roles)) or "everyone",
+        inline=False,
+    )
+    embed.add_field(
+        name="Roles exempt from limits",
+        value=", ".join(f"<@&{r}>" for r in sorted(rules.exempt_roles)) or "none",
+        inline=False,
+    )
+    phrases = f"{len(rules.blocked_phrases)}"
+    if show_phrases and rules.blocked_phrases:
+        phrases += ": " + ", ".join(f"||{p}||" for p in rules.blocked_phrases)
+    embed.add_field(name="Blocked words and phrases", value=phrases[:1024], inline=False)
+    embed.add_field(
+        name="Members may extend each other's videos",
+        value="yes" if rules.members_share_videos else "no (only their own; moderators may extend any)",
+        inline=False,
+    )
+    if global_daily:
+        embed.set_footer(text=f"The bot's operator caps all servers together at {global_daily} videos a day.")
+    return embed
+
+
+def standing_embed(standing: Standing) -> discord.Embed:
+    limits, usage = standing.rules.limits, standing.usage
+    embed = discord.Embed(title="Your video quota in this server", colour=discord.Colour.blurple())
+    if standing.exempt:
+        embed.description = "One of your roles is exempt from this server's limits."
+    embed.add_field(name="Used today", value=f"{usage.user_today} / {_limit_text(limits.user_daily)}", inline=True)
+    embed.add_field(
+        name="Running now", value=f"{usage.user_running} / {_limit_text(limits.user_concurrent)}", inline=True
+    )
+    cooldown = "ready" if standing.cooldown_left <= 0 else f"{int(standing.cooldown_left + 0.999)} s left"
+    embed.add_field(name="Cooldown", value=f"{cooldown} ({_limit_text(limits.cooldown_seconds, ' s')})", inline=True)
+    embed.add_field(
+        name="Server today", value=f"{usage.server_today} / {_limit_text(limits.server_daily)}", inline=True
+    )
+    embed.add_field(name="Day resets", value=f"midnight UTC, {discord_time(standing.resets_at)}", inline=False)
+    if standing.global_daily:
+        embed.set_footer(text=f"All servers together: {usage.everyone_today} / {standing.global_daily} today.")
+    return embed
+
+
+def usage_embed(summary: UsageSummary) -> discord.Embed:
+    report = summary.report
+    period = "today" if summary.days == 1 else f"the last {summary.days} days"
+    embed = discord.Embed(title=f"Video usage in this server, {period}", colour=discord.Colour.blurple())
+    embed.add_field(name="Generations", value=str(report.generations), inline=True)
+    embed.add_field(name="Extensions", value=str(report.extensions), inline=True)
+    embed.add_field(name="Failures (not charged)", value=str(report.failures), inline=True)
+    embed.add_field(name="Refused by the API", value=str(report.refused), inline=True)
+    embed.add_field(name="Tokens spent", value=f"{summary.tokens_spent:,} ({report.charged} × 500,000)", inline=True)
+    top = "\n".join(f"<@{user}> — {count}" for user, count in report.top_members) or "nobody yet"
+    embed.add_field(name="Top members", value=top, inline=False)
+    embed.set_footer(text="Counted since midnight UTC at the start of the period.")
+    return embed
+
+
+class ModerationCog(commands.Cog):
+    limits = app_commands.Group(name="limits", description="Who may make videos in this server, where and how many")
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+        self.service: ModerationService = bot.moderation
+
+    async def _show(self, interaction: discord.Interaction, guild_id: int, headline: str | None = None) -> None:
+        rules = await self.service.rules(guild_id)
+        embed = rules_embed(
+            rules, global_daily=self.service.global_daily, show_phrases=interaction.permissions.manage_guild
+        )
+        await interaction.response.send_message(headline, embed=embed, ephemeral=True)
+
+    @limits.command(name="show", description="Show this server's video limits")
+    async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
+        await self._show(interaction, origin_of(interaction).guild_id)
+
+    @limits.command(name="set", description="Set video limits (Manage Server); 0 means no limit")
+    @app_commands.describe(
+        user_daily="Videos (and extensions) per member per day, UTC",
+        server_daily="Videos for the whole server per day, UTC",
+        user_concurrent="Videos one member may have running at once",
+        cooldown_seconds="Seconds between two submissions of one member",
+    )
+    async def set_limits(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        user_daily: LimitValue | None = None,
+        server_daily: LimitValue | None = None,
+        user_concurrent: LimitValue | None = None,
+        cooldown_seconds: LimitValue | None = None,
+    ) -> None:
+        guild_id = require_moderator(interaction)
+        given = {
+            "user_daily": user_daily,
+            "server_daily": server_daily,
+            "user_concurrent": user_concurrent,
+            "cooldown_seconds": cooldown_seconds,
+        }
+        values = {name: value for name, value in given.items() if value is not None}
+        if not values:
+            raise UserFacingError("Give at least one limit to change, for example `user_daily: 3`.")
+        await self.service.set_limits(guild_id, values)
+        await self._show(interaction, guild_id, "Limits updated.")
+
+    @limits.command(name="channels", description="Channels where videos may be made (Manage Server); none = all")
+    async def channels(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        action: ListAction,
+        channel: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None,
+    ) -> None:
+        await self._edit_list(interaction, RuleEntry.CHANNEL, action, channel.id if channel else None, "channel")
+
+    @limits.command(name="roles", description="Roles allowed to make videos (Manage Server); none = everyone")
+    async def roles(
+        self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
+    ) -> None:
+        await self._edit_list(interaction, RuleEntry.ROLE, action, role.id if role else None, "role")
+
+    @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)")
+    async def exempt(
+        self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
+    ) -> None:
+        await self._edit_list(interaction, RuleEntry.EXEMPT_ROLE, action, role.id if role else None, "role")
+
+    @limits.command(name="words", description="Words or phrases prompts may not contain (Manage Server)")
+    @app_commands.describe(phrase="A word or phrase, matched as whole words whatever the case or look-alike letters")
+    async def words(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        action: ListAction,
+        phrase: app_commands.Range[str, 1, 100] | None = None,
+    ) -> None:
+        await self._edit_list(interaction, RuleEntry.BLOCKED_PHRASE, action, phrase, "phrase")
+
+    @limits.command(name="sharing", description="Whether members may extend each other's videos (Manage Server)")
+    async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
+        guild_id = require_moderator(interaction)
+        await self.service.set_sharing(guild_id, allowed)
+        await self._show(interaction, guild_id, "Sharing updated.")
+
+    async def _edit_list(
+        self,
+        interaction: discord.Interaction,
+        kind: RuleEntry,
+        action: str,
+        value: int | str | None,
+        what: str,
+    ) -> None:
+        guild_id = require_moderator(interaction)
+        if action == "clear":
+            removed = await self.service.clear(guild_id, kind)
+            await self._show(interaction, guild_id, f"Cleared {removed} entries.")
+            return
+        if action not in ("add", "remove"):
+            raise UserFacingError("The action must be add, remove or clear.")
+        if value is None:
+            raise UserFacingError(f"Name the {what} to {action}.")
+        if action == "add":
+            changed = await self.service.add(guild_id, kind, str(value))
+            headline = f"The {what} {ADDED_OR_NOT[changed]} the list."
+        else:
+            changed = await self.service.remove(guild_id, kind, str(value))
+            headline = f"The {what} {REMOVED_OR_NOT[changed]} the list."
+        await self._show(interaction, guild_id, headline)
+
+    @app_commands.command(name="quota", description="Your video quota in this server: used, running, cooldown")
+    async def quota(self, interaction: discord.Interaction[VideoBot]) -> None:
+        origin = origin_of(interaction)
+        standing = await self.service.standing(origin.guild_id, origin.member)
+        await interaction.response.send_message(embed=standing_embed(standing), ephemeral=True)
+
+    @app_commands.command(name="usage", description="This server's videos and tokens spent (Manage Server)")
+    @app_commands.describe(days="How many days back, today included (default 7)")
+    @app_commands.default_permissions(manage_guild=True)
+    async def usage(
+        self, interaction: discord.Interaction[VideoBot], days: app_commands.Range[int, 1, 365] = 7
+    ) -> None:
+        guild_id = require_moderator(interaction)
+        if not 1 <= days <= 365:
+            raise UserFacingError("`days` must be between 1 and 365.")
+        summary = await self.service.usage(guild_id, days)
+        await interaction.response.send_message(embed=usage_embed(summary), ephemeral=True)
+
+
+async def setup(bot: VideoBot) -> None:
+    await bot.add_cog(ModerationCog(bot))
