@@ -17,9 +17,12 @@ import yarl
 from dotenv import find_dotenv, load_dotenv
 
 from .api_client import LumaClient
+from .api_v2 import RayClient
 from .app import VideoBot
+from .balance import BalanceService
 from .config import ConfigError, Settings, load_settings
 from .storage import GenerationStore
+from .video_api import VideoApiRouter
 
 log = logging.getLogger("bot")
 
@@ -73,8 +76,11 @@ async def run(settings: Settings) -> int:
     store = await GenerationStore.open(settings.database_path)
     try:
         async with aiohttp.ClientSession() as session:
-            api = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
-            bot = VideoBot(settings, store, api)
+            legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
+            current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
+            api = VideoApiRouter(legacy, current, settings.luma_model)
+            balance = BalanceService(api, low_warning=settings.low_balance_warning)
+            bot = VideoBot(settings, store, api, balance)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError):
@@ -108,6 +114,9 @@ def main() -> None:
         print(f"Configuration error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging(settings)
+    log.info(
+        "Making videos with %s", "the legacy Luma endpoint" if settings.luma_model == "legacy" else settings.luma_model
+    )
     if settings.discord_api_base_url is not None:
         point_discord_at(settings.discord_api_base_url)
         log.warning("Talking to Discord at %s instead of discord.com", settings.discord_api_base_url)

@@ -15,11 +15,12 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
 from .config import Secret
-from .models import KNOWN_API_STATES, ApiGeneration, GenerationOptions
+from .models import KNOWN_API_STATES, LEGACY_MODEL, ApiGeneration, GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -266,18 +267,44 @@ def parse_generation_list(data: object) -> list[ApiGeneration]:
 
 
 def create_body(options: GenerationOptions) -> dict[str, Any]:
-    return {
+    """The legacy create/extend body."""
+    body: dict[str, Any] = {
         "user_prompt": options.prompt,
         "aspect_ratio": options.aspect_ratio,
         "expand_prompt": options.expand_prompt,
     }
+    if options.image_url:
+        body["image_url"] = options.image_url
+    if options.image_end_url:
+        body["image_end_url"] = options.image_end_url
+    return body
 
 
 def lookup_params(ids: Sequence[str]) -> list[tuple[str, str]]:
     return [(f"ids[{index}]", generation_id) for index, generation_id in enumerate(ids)]
 
 
-# --- the client ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Balance:
+    """The AI/ML account's balance, in the API's credits."""
+
+    amount: float
+    low: bool | None = None
+
+
+def parse_balance(data: object) -> Balance:
+    if isinstance(data, dict):
+        amount = data.get("balance")
+        low = data.get("lowBalance")
+        try:
+            if isinstance(amount, int | float | str) and not isinstance(amount, bool):
+                return Balance(float(amount), low if isinstance(low, bool) else None)
+        except ValueError:
+            pass
+    raise ApiMalformedResponse("balance answer without a numeric balance")
+
+
+# --- the clients ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -298,8 +325,8 @@ class RetryPolicy:
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class LumaClient:
-    """The legacy Luma endpoints of the AI/ML API."""
+class AimlClient:
+    """What every AI/ML endpoint shares: the request seam, the retry rules, the account balance."""
 
     def __init__(
         self,
@@ -320,33 +347,16 @@ class LumaClient:
         self._create_timeout = create_timeout
         self._sleep = sleep
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
-        """Start a generation. Raises CreateOutcomeUnknown when it may have been accepted without an answer."""
-        return await self._create("/luma-ai/generations", create_body(options))
+    async def balance(self) -> Balance:
+        """The account's balance; the newer /v2/billing answers where the older path is gone."""
+        try:
+            data = await self._read("/v1/billing/balance", [])
+        except ApiNotFound:
+            data = await self._read("/v2/billing", [])
+        return parse_balance(data)
 
-    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration:
-        """Continue a completed generation; the answer is a new generation."""
-        return await self._create(f"/luma-ai/generations/{parent_id}/extend", create_body(options))
-
-    async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]:
-        """Look up generations in batches; ids the API does not know are absent from the result."""
-        unique_ids = list(dict.fromkeys(ids))
-        found: dict[str, ApiGeneration] = {}
-        for start in range(0, len(unique_ids), LOOKUP_BATCH_SIZE):
-            chunk = unique_ids[start : start + LOOKUP_BATCH_SIZE]
-            data = await self._read("/luma-ai/generation", lookup_params(chunk))
-            wanted = set(chunk)
-            # Match by id, never by position: the API may reorder or omit entries.
-            for generation in parse_generation_list(data):
-                if generation.id in wanted:
-                    found[generation.id] = generation
-        return found
-
-    async def fetch(self, generation_id: str) -> ApiGeneration | None:
-        """One generation, fresh from the API, or None if the API does not know it."""
-        return (await self.fetch_many([generation_id])).get(generation_id)
-
-    async def _create(self, path: str, body: dict[str, Any]) -> ApiGeneration:
+    async def _create(self, path: str, body: dict[str, Any], parse: Callable[[object], ApiGeneration]) -> ApiGeneration:
+        """Send a create or extend request; resent only when the API provably refused it."""
         for attempt in range(self._retry.attempts):
             last_attempt = attempt == self._retry.attempts - 1
             try:
@@ -367,7 +377,7 @@ class LumaClient:
             except ApiServerError as error:
                 raise CreateOutcomeUnknown(f"{path}: {error}", status=error.status) from error
             try:
-                return parse_generation(data)
+                return parse(data)
             except ApiMalformedResponse as error:
                 raise CreateOutcomeUnknown(f"{path}: unreadable answer: {error}") from error
         raise AssertionError("unreachable: the retry loop returns or raises")
@@ -427,3 +437,37 @@ class LumaClient:
             return json.loads(body)
         except ValueError as error:
             raise ApiMalformedResponse(f"{method} {path}: answer is not JSON") from error
+
+
+class LumaClient(AimlClient):
+    """The legacy Luma endpoints of the AI/ML API (/luma-ai/...)."""
+
+    def model_for(self, parent_api_id: str | None) -> str:
+        return LEGACY_MODEL
+
+    async def create(self, options: GenerationOptions) -> ApiGeneration:
+        """Start a generation. Raises CreateOutcomeUnknown when it may have been accepted without an answer."""
+        return await self._create("/luma-ai/generations", create_body(options), parse_generation)
+
+    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration:
+        """Continue a completed generation; the answer is a new generation."""
+        path = f"/luma-ai/generations/{quote(parent_id, safe='')}/extend"
+        return await self._create(path, create_body(options), parse_generation)
+
+    async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]:
+        """Look up generations in batches; ids the API does not know are absent from the result."""
+        unique_ids = list(dict.fromkeys(ids))
+        found: dict[str, ApiGeneration] = {}
+        for start in range(0, len(unique_ids), LOOKUP_BATCH_SIZE):
+            chunk = unique_ids[start : start + LOOKUP_BATCH_SIZE]
+            data = await self._read("/luma-ai/generation", lookup_params(chunk))
+            wanted = set(chunk)
+            # Match by id, never by position: the API may reorder or omit entries.
+            for generation in parse_generation_list(data):
+                if generation.id in wanted:
+                    found[generation.id] = generation
+        return found
+
+    async def fetch(self, generation_id: str) -> ApiGeneration | None:
+        """One generation, fresh from the API, or None if the API does not know it."""
+        return (await self.fetch_many([generation_id])).get(generation_id)

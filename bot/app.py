@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from .announcer import DiscordAnnouncer
 from .api_client import VideoApiError
+from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
@@ -83,7 +84,9 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
 class VideoBot(commands.Bot):
     """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
 
-    def __init__(self, settings: Settings, store: GenerationStore, api: VideoApi) -> None:
+    def __init__(
+        self, settings: Settings, store: GenerationStore, api: VideoApi, balance: BalanceService | None = None
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -99,7 +102,8 @@ class VideoBot(commands.Bot):
         self.store = store
         self.api = api
         self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
-        self.generations = GenerationService(store, api, moderation=self.moderation)
+        self.balance = balance
+        self.generations = GenerationService(store, api, moderation=self.moderation, balance=balance)
         self.announcer = DiscordAnnouncer(self)
         self.tracker = Tracker(
             store,
@@ -107,6 +111,7 @@ class VideoBot(commands.Bot):
             self.announcer,
             poll_interval=settings.poll_interval_seconds,
             timeout_seconds=settings.generation_timeout_seconds,
+            balance=balance,
         )
 
     async def setup_hook(self) -> None:

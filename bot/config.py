@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .models import CURRENT_MODELS, LEGACY_MODEL
 from .quota import ServerLimits
 
 DEFAULT_API_BASE_URL = "https://api.aimlapi.com"
@@ -56,6 +57,10 @@ class Settings:
     default_limits: ServerLimits = field(default_factory=ServerLimits)
     # The operator's cap on videos per day across all servers (0 = no cap).
     global_daily_limit: int = 0
+    # "legacy" (the /luma-ai endpoints) or a model of the maintained /v2/video/generations endpoint.
+    luma_model: str = LEGACY_MODEL
+    # Log a warning (once an hour) when the account balance falls under this; 0 = never.
+    low_balance_warning: float = 5_000_000
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -124,6 +129,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if not isinstance(logging.getLevelName(log_level), int):
         raise ConfigError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {log_level!r}")
 
+    luma_model = env.get("LUMA_MODEL", "").strip() or LEGACY_MODEL
+    if luma_model not in (LEGACY_MODEL, *CURRENT_MODELS):
+        choices = ", ".join((LEGACY_MODEL, *CURRENT_MODELS))
+        raise ConfigError(f"LUMA_MODEL must be one of {choices}, got {luma_model!r}")
+    low_balance_raw = env.get("LOW_BALANCE_WARNING", "").strip()
+    try:
+        low_balance_warning = float(low_balance_raw) if low_balance_raw else 5_000_000.0
+    except ValueError:
+        raise ConfigError(f"LOW_BALANCE_WARNING must be a number, got {low_balance_raw!r}") from None
+    if not 0 <= low_balance_warning < float("inf"):
+        raise ConfigError(f"LOW_BALANCE_WARNING must be 0 or more, got {low_balance_raw!r}")
+
     return Settings(
         discord_token=Secret(discord_token),
         aiml_api_key=Secret(aiml_api_key),
@@ -141,4 +158,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             cooldown_seconds=_non_negative_int(env, "DEFAULT_COOLDOWN_SECONDS"),
         ),
         global_daily_limit=_non_negative_int(env, "GLOBAL_DAILY_LIMIT"),
+        luma_model=luma_model,
+        low_balance_warning=low_balance_warning,
     )

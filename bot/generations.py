@@ -5,12 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
+from .balance import BalanceService
 from .errors import UserFacingError
-from .models import ApiGeneration, Generation, GenerationOptions, Kind, State
+from .models import (
+    DURATIONS,
+    LEGACY_MODEL,
+    RESOLUTIONS,
+    ApiGeneration,
+    Generation,
+    GenerationOptions,
+    Kind,
+    State,
+)
 from .moderation import ModerationService
 from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
 from .quota import (
@@ -40,6 +50,10 @@ class VideoApi(Protocol):
     async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]: ...
 
     async def fetch(self, generation_id: str) -> ApiGeneration | None: ...
+
+    def model_for(self, parent_api_id: str | None) -> str:
+        """The model a new generation, or an extension of `parent_api_id`, is made with."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -84,11 +98,13 @@ class GenerationService:
         api: VideoApi,
         *,
         moderation: ModerationService | None = None,
+        balance: BalanceService | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._api = api
         self._clock = clock
+        self._balance = balance
         self._moderation = moderation or ModerationService(store, ServerLimits(), global_daily=0, clock=clock)
 
     async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
@@ -114,12 +130,34 @@ class GenerationService:
             raise refusal
         return rules
 
-    @staticmethod
-    def prepare(options: GenerationOptions) -> GenerationOptions:
-        """The options as they will be sent; raises UserFacingError naming what is wrong. Pure and fast."""
-        return GenerationOptions(
-            clean_prompt(options.prompt), clean_aspect_ratio(options.aspect_ratio), options.expand_prompt
+    def prepare(self, options: GenerationOptions, parent_api_id: str | None = None) -> GenerationOptions:
+        """The options as they will be sent; raises UserFacingError naming what is wrong. No I/O."""
+        model = self._api.model_for(parent_api_id)
+        if model == LEGACY_MODEL:
+            given = [name for name in ("resolution", "duration", "loop") if getattr(options, name) is not None]
+            if given:
+                raise UserFacingError(
+                    f"{', '.join(given)} need Luma's current models; this bot uses the legacy endpoint. "
+                    "Leave them out, or ask the bot's operator to set LUMA_MODEL."
+                )
+        if options.resolution is not None and options.resolution not in RESOLUTIONS:
+            raise UserFacingError(f"The resolution must be one of {', '.join(RESOLUTIONS)}.")
+        if options.duration is not None and options.duration not in DURATIONS:
+            raise UserFacingError(f"The duration must be {' or '.join(map(str, DURATIONS))} seconds.")
+        return replace(
+            options, prompt=clean_prompt(options.prompt), aspect_ratio=clean_aspect_ratio(options.aspect_ratio)
         )
+
+    async def last_frame_of(self, guild_id: int, reference: str) -> str:
+        """The last frame of a finished video of this server, to start a new one from."""
+        generation = await self.find(guild_id, reference)
+        if generation.state is not State.COMPLETED:
+            raise UserFacingError(f"Generation `{generation.reference}` is not a finished video.")
+        if not generation.last_frame_url:
+            raise UserFacingError(
+                f"The video service gave no last frame for `{generation.reference}`; `/extend` continues it instead."
+            )
+        return generation.last_frame_url
 
     async def extendable(self, guild_id: int, reference: str) -> Generation:
         """The finished video of this server that `reference` names; raises UserFacingError with the reason."""
@@ -142,9 +180,8 @@ class GenerationService:
 
     async def extend(self, origin: Origin, parent_reference: str, options: GenerationOptions) -> Generation:
         """Check and start an extension of a finished video of the same server."""
-        options = self.prepare(options)
         parent = await self.extendable(origin.guild_id, parent_reference)
-        return await self.start(origin, options, parent=parent)
+        return await self.start(origin, self.prepare(options, parent.api_id), parent=parent)
 
     async def find(self, guild_id: int, reference: str) -> Generation:
         """The generation of this server with that id; another server's is 'not found', never shown."""
@@ -183,6 +220,8 @@ class GenerationService:
         """
         kind = Kind.EXTEND if parent is not None else Kind.GENERATE
         rules = await self.check(origin, options, parent)
+        if self._balance is not None:
+            await self._balance.ensure_affordable()
         now = self._clock()
 
         def admit(usage: Usage) -> None:
@@ -198,6 +237,7 @@ class GenerationService:
             options=options,
             parent_api_id=parent.api_id if parent else None,
             now=now,
+            model=self._api.model_for(parent.api_id if parent else None),
             admit=admit,
             counted_since=day_start(now),
         )
@@ -221,6 +261,8 @@ class GenerationService:
                 row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
             )
             raise
+        if self._balance is not None:
+            self._balance.note_spent()
         generation = await self._store.mark_submitted(row.id, accepted, self._clock())
         log.info("Generation %s started (row %d, %s)", accepted.id, row.id, kind.value)
         return generation

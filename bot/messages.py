@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 import discord
 
-from .models import Delivery, Generation, Kind, State
+from .models import LEGACY_MODEL, Delivery, Generation, Kind, State
 
 CONTENT_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FIELD_LIMIT = 1024
 AUTOCOMPLETE_NAME_LIMIT = 100
 
+MODEL_NAMES = {LEGACY_MODEL: "Dream Machine", "luma/ray-2": "Ray 2", "luma/ray-flash-2": "Ray Flash 2"}
 _STATE_COLOURS = {
     State.SUBMITTING: discord.Colour.light_grey(),
     State.RUNNING: discord.Colour.blurple(),
@@ -49,6 +50,7 @@ def status_embed(generation: Generation, *, note: str | None = None) -> discord.
     embed.add_field(name="State", value=generation.display_state, inline=True)
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
     embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
+    embed.add_field(name="Model", value=MODEL_NAMES.get(generation.model, generation.model), inline=True)
     if generation.parent_api_id:
         embed.add_field(name="Extends", value=f"`{generation.parent_api_id}`", inline=False)
     if generation.video_url:

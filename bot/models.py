@@ -16,7 +16,12 @@ TOKENS_PER_VIDEO = 500_000
 # The API's own words for a finished generation; any other value means it is still running.
 API_COMPLETED = "completed"
 API_FAILED = "failed"
-KNOWN_API_STATES = frozenset({"pending", "queued", "dreaming", "processing", API_COMPLETED, API_FAILED})
+KNOWN_API_STATES = frozenset({"pending", "queued", "dreaming", "processing", "generating", API_COMPLETED, API_FAILED})
+# LUMA_MODEL: the legacy /luma-ai endpoints, or a model of the maintained /v2/video/generations endpoint.
+LEGACY_MODEL = "legacy"
+CURRENT_MODELS: tuple[str, ...] = ("luma/ray-2", "luma/ray-flash-2")
+RESOLUTIONS: tuple[str, ...] = ("540p", "720p", "1080p", "4k")
+DURATIONS: tuple[int, ...] = (5, 9)
 
 
 class Kind(StrEnum):
@@ -79,6 +84,7 @@ class ApiGeneration:
     failure_reason: str | None = None
     estimate_wait_seconds: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    credits_used: int | None = None
 
     @property
     def is_completed(self) -> bool:
@@ -100,6 +106,19 @@ class GenerationOptions:
     prompt: str
     aspect_ratio: str = DEFAULT_ASPECT_RATIO
     expand_prompt: bool = True
+    # Only the maintained endpoint takes these; None leaves the API's default.
+    resolution: str | None = None
+    duration: int | None = None
+    loop: bool | None = None
+    # Start and end frames: public image URLs.
+    image_url: str | None = None
+    image_end_url: str | None = None
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """The options beyond prompt, aspect ratio and expansion that were given, for storage."""
+        names = ("resolution", "duration", "loop", "image_url", "image_end_url")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,8 @@ class Generation:
     announced_at: float | None
     announce_attempts: int
     delivery: Delivery | None
+    model: str = LEGACY_MODEL
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_state(self) -> str:

@@ -73,3 +73,20 @@ def clean_aspect_ratio(raw: str) -> str:
     if value not in ASPECT_RATIOS:
         raise UserFacingError(f"The aspect ratio must be one of {', '.join(ASPECT_RATIOS)}.")
     return value
+
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+def check_image(option: str, content_type: str | None, size: int) -> None:
+    """A start or end frame must be a PNG, JPEG or WebP image of at most 10 MiB."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES:
+        raise UserFacingError(f"`{option}` must be a PNG, JPEG or WebP image" + (f", not {kind}." if kind else "."))
+    if size > MAX_IMAGE_BYTES:
+        raise UserFacingError(
+            f"`{option}` is {size / 1024 / 1024:.1f} MiB; images can be at most {MAX_IMAGE_BYTES // 1024 // 1024} MiB."
+        )
+    if size <= 0:
+        raise UserFacingError(f"`{option}` is empty.")

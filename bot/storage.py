@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .models import ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
+from .models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
 from .quota import GuildRules, ServerLimits, Usage
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_by_guild_day ON generations (guild_id, created_at);
     CREATE INDEX generations_by_day ON generations (created_at);
     """,
+    """
+    ALTER TABLE generations ADD COLUMN model TEXT NOT NULL DEFAULT 'legacy';
+    ALTER TABLE generations ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -109,7 +114,7 @@ _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
-    "announced_at, announce_attempts, delivery"
+    "announced_at, announce_attempts, delivery, model, extras_json"
 )
 
 
@@ -140,6 +145,8 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         announced_at=row["announced_at"],
         announce_attempts=row["announce_attempts"],
         delivery=Delivery(row["delivery"]) if row["delivery"] else None,
+        model=row["model"],
+        extras=json.loads(row["extras_json"]),
     )
 
 
@@ -205,6 +212,7 @@ class GenerationStore:
         options: GenerationOptions,
         parent_api_id: str | None,
         now: float,
+        model: str = LEGACY_MODEL,
         admit: Callable[[Usage], None] | None = None,
         counted_since: float = 0.0,
     ) -> Generation:
@@ -219,7 +227,7 @@ class GenerationStore:
                 if admit is not None:
                     admit(await self._usage(guild_id, requester_id, counted_since))
                 row_id = await self._insert_submitting(
-                    kind, guild_id, channel_id, requester_id, options, parent_api_id, now
+                    kind, guild_id, channel_id, requester_id, options, parent_api_id, now, model
                 )
                 await self._db.execute("COMMIT")
             except BaseException:
@@ -236,11 +244,12 @@ class GenerationStore:
         options: GenerationOptions,
         parent_api_id: str | None,
         now: float,
+        model: str,
     ) -> int:
         async with self._db.execute(
             "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-            " expand_prompt, parent_api_id, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 kind.value,
                 guild_id,
@@ -253,6 +262,8 @@ class GenerationStore:
                 State.SUBMITTING.value,
                 now,
                 now,
+                model,
+                json.dumps(options.extras, sort_keys=True),
             ),
         ) as cursor:
             assert cursor.lastrowid is not None

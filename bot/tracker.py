@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .api_client import VideoApiError
+from .balance import BalanceService
 from .generations import VideoApi
 from .models import Delivery, Generation
 from .storage import GenerationStore
@@ -46,7 +47,9 @@ class Tracker:
         poll_interval: float,
         timeout_seconds: float,
         clock: Callable[[], float] = time.time,
+        balance: BalanceService | None = None,
     ) -> None:
+        self._balance = balance
         self._store = store
         self._api = api
         self._announcer = announcer
@@ -95,6 +98,8 @@ class Tracker:
         """One cycle: look up running generations, then announce finished ones."""
         await self.poll()
         await self.announce_finished()
+        if self._balance is not None:
+            await self._balance.watch()
 
     async def poll(self) -> None:
         running = await self._store.running()

@@ -14,7 +14,16 @@ from bot.app import VideoBot
 from bot.errors import UserFacingError
 from bot.generations import Origin
 from bot.messages import autocomplete_label, history_embed, status_embed
-from bot.models import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, MAX_PROMPT_LENGTH, Generation, GenerationOptions
+from bot.models import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DURATIONS,
+    MAX_PROMPT_LENGTH,
+    RESOLUTIONS,
+    Generation,
+    GenerationOptions,
+)
+from bot.prompts import check_image
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +69,53 @@ class GenerationCog(commands.Cog):
         prompt="What the video shows, in plain words",
         aspect_ratio="Shape of the video (default 16:9 landscape)",
         expand_prompt="Let Luma enrich the prompt with more detail (default: yes)",
+        resolution="Video resolution (Luma's current models only)",
+        duration="Length in seconds (Luma's current models only)",
+        loop="Make the video loop seamlessly (Luma's current models only)",
+        image="A start frame: PNG, JPEG or WebP, up to 10 MiB",
+        end_image="An end frame: PNG, JPEG or WebP, up to 10 MiB",
+        last_frame_of="Start from the last frame of one of this server's finished videos (its id)",
     )
-    @app_commands.choices(aspect_ratio=ASPECT_RATIO_CHOICES)
+    @app_commands.choices(
+        aspect_ratio=ASPECT_RATIO_CHOICES,
+        resolution=[app_commands.Choice(name=value, value=value) for value in RESOLUTIONS],
+    )
+    @app_commands.choices(duration=[app_commands.Choice(name=f"{value} seconds", value=value) for value in DURATIONS])
     async def generate(
         self,
         interaction: discord.Interaction[VideoBot],
         prompt: PromptText,
         aspect_ratio: str = DEFAULT_ASPECT_RATIO,
         expand_prompt: bool = True,
+        resolution: str | None = None,
+        duration: int | None = None,
+        loop: bool | None = None,
+        image: discord.Attachment | None = None,
+        end_image: discord.Attachment | None = None,
+        last_frame_of: str | None = None,
     ) -> None:
         origin = origin_of(interaction)
-        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
+        if image is not None:
+            check_image("image", image.content_type, image.size)
+        if end_image is not None:
+            check_image("end_image", end_image.content_type, end_image.size)
+        start_frame = image.url if image is not None else None
+        if last_frame_of:
+            if image is not None:
+                raise UserFacingError("Give either `image` or `last_frame_of` as the start frame, not both.")
+            start_frame = await self.service.last_frame_of(origin.guild_id, last_frame_of)
+        options = self.service.prepare(
+            GenerationOptions(
+                prompt,
+                aspect_ratio,
+                expand_prompt,
+                resolution=resolution,
+                duration=duration,
+                loop=loop,
+                image_url=start_frame,
+                image_end_url=end_image.url if end_image is not None else None,
+            )
+        )
         await self._start_publicly(interaction, origin, options, parent=None)
 
     @app_commands.command(
@@ -92,8 +137,8 @@ class GenerationCog(commands.Cog):
         expand_prompt: bool = True,
     ) -> None:
         origin = origin_of(interaction)
-        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
         parent = await self.service.extendable(origin.guild_id, generation_id)
+        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt), parent.api_id)
         await self._start_publicly(interaction, origin, options, parent=parent)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
@@ -118,6 +163,7 @@ class GenerationCog(commands.Cog):
             ephemeral=True,
         )
 
+    @generate.autocomplete("last_frame_of")
     @extend.autocomplete("generation_id")
     @status.autocomplete("generation_id")
     async def generation_id_autocomplete(

@@ -8,8 +8,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.api_client import Balance
 from bot.app import VideoBot
 from bot.errors import UserFacingError
+from bot.models import TOKENS_PER_VIDEO
 from bot.moderation import ModerationService, Standing, UsageSummary
 from bot.quota import GuildRules, discord_time
 from bot.storage import LIMIT_NAMES, RuleEntry
@@ -95,7 +97,7 @@ def standing_embed(standing: Standing) -> discord.Embed:
     return embed
 
 
-def usage_embed(summary: UsageSummary) -> discord.Embed:
+def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_known: bool = False) -> discord.Embed:
     report = summary.report
     period = "today" if summary.days == 1 else f"the last {summary.days} days"
     embed = discord.Embed(title=f"Video usage in this server, {period}", colour=discord.Colour.blurple())
@@ -106,6 +108,13 @@ def usage_embed(summary: UsageSummary) -> discord.Embed:
     embed.add_field(name="Tokens spent", value=f"{summary.tokens_spent:,} ({report.charged} × 500,000)", inline=True)
     top = "\n".join(f"<@{user}> — {count}" for user, count in report.top_members) or "nobody yet"
     embed.add_field(name="Top members", value=top, inline=False)
+    if balance is not None:
+        videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
+        embed.add_field(
+            name="AI/ML account balance", value=f"{balance.amount:,.0f} (about {videos} videos)", inline=False
+        )
+    elif balance_known:
+        embed.add_field(name="AI/ML account balance", value="not readable with this API key right now", inline=False)
     embed.set_footer(text="Counted since midnight UTC at the start of the period.")
     return embed
 
@@ -234,7 +243,13 @@ class ModerationCog(commands.Cog):
         if not 1 <= days <= 365:
             raise UserFacingError("`days` must be between 1 and 365.")
         summary = await self.service.usage(guild_id, days)
-        await interaction.response.send_message(embed=usage_embed(summary), ephemeral=True)
+        if self.bot.balance is None:
+            await interaction.response.send_message(embed=usage_embed(summary), ephemeral=True)
+            return
+        # Reading the balance is a request to the API: acknowledge first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        balance = await self.bot.balance.read()
+        await interaction.followup.send(embed=usage_embed(summary, balance, balance_known=True), ephemeral=True)
 
 
 async def setup(bot: VideoBot) -> None:
