@@ -12,6 +12,7 @@ from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
 from .balance import BalanceService
 from .errors import UserFacingError
 from .models import (
+    CURRENT_MODELS,
     DURATIONS,
     LEGACY_MODEL,
     RESOLUTIONS,
@@ -267,14 +268,21 @@ class GenerationService:
         log.info("Generation %s started (row %d, %s)", accepted.id, row.id, kind.value)
         return generation
 
-    @staticmethod
-    def _refusal_message(error: VideoApiError, parent: Generation | None) -> str:
-        if isinstance(error, ApiNotFound):
-            if parent is not None:
-                return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
-            log.error("The create endpoint answered %s: it may have been retired (AIML_API_BASE_URL)", error.status)
-            return (
-                "The video service's create endpoint was not found; it may have been retired. "
-                "The bot's operator needs to update its configuration."
+    def _refusal_message(self, error: VideoApiError, parent: Generation | None) -> str:
+        if not isinstance(error, ApiNotFound):
+            return error.user_message
+        model = self._api.model_for(parent.api_id if parent else None)
+        if model == LEGACY_MODEL:
+            log.error(
+                "The legacy Luma endpoint answered %s: it looks retired. Set LUMA_MODEL=%s to use the current one",
+                error.status,
+                CURRENT_MODELS[0],
             )
-        return error.user_message
+            return (
+                "The legacy Luma endpoint of the video service has been retired or no longer knows this video. "
+                f"The bot's operator needs to set LUMA_MODEL to {' or '.join(CURRENT_MODELS)} and restart the bot."
+            )
+        if parent is not None:
+            return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
+        log.error("The create endpoint for %s answered %s", model, error.status)
+        return "The video service's create endpoint was not found. The bot's operator has been alerted."
