@@ -193,13 +193,16 @@ class GenerationService:
         return generation
 
     async def refresh(self, generation: Generation) -> Generation:
-        """The generation with its state fetched fresh from the API (the stored row is updated)."""
-        if generation.state is not State.RUNNING or generation.api_id is None:
+        """The generation with its state fetched fresh from the API (the stored row is updated).
+
+        A timed-out generation is looked up too: if it finished after all, /status shows its video (its requester
+        was already told it was late, so it is not announced again)."""
+        if generation.state not in (State.RUNNING, State.TIMED_OUT) or generation.api_id is None:
             return generation
         fresh = await self._api.fetch(generation.api_id)
-        if fresh is None:
+        if fresh is None or (generation.state is State.TIMED_OUT and not fresh.is_final):
             return generation
-        return await self._store.apply_api_update(generation.id, fresh, self._clock())
+        return await self._store.apply_api_update(generation.id, fresh, self._clock(), expected=generation.state)
 
     async def history(self, guild_id: int, user_id: int) -> list[Generation]:
         """A member's latest generations in this server, newest first."""

@@ -361,8 +361,10 @@ class GenerationStore:
     async def set_status_message(self, row_id: int, message_id: int) -> None:
         await self._write("UPDATE generations SET status_message_id = ? WHERE id = ?", (message_id, row_id))
 
-    async def apply_api_update(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
-        """Store what the API says of a running generation; a final answer finishes it (once)."""
+    async def apply_api_update(
+        self, row_id: int, api: ApiGeneration, now: float, *, expected: State = State.RUNNING
+    ) -> Generation:
+        """Store what the API says of a generation in the `expected` state; a final answer finishes it (once)."""
         if api.is_completed:
             state = State.COMPLETED
         elif api.is_failed:
@@ -387,7 +389,7 @@ class GenerationStore:
                 now,
                 now,
                 row_id,
-                State.RUNNING.value,
+                expected.value,
             ),
         )
         return await self._require(row_id)

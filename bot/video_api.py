@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
-from .api_client import Balance, LumaClient
+from .api_client import Balance, LumaClient, VideoApiError
 from .api_v2 import RayClient
 from .models import LEGACY_MODEL, ApiGeneration, GenerationOptions
+
+log = logging.getLogger(__name__)
 
 
 def model_of(generation_id: str) -> str:
@@ -49,11 +52,22 @@ class VideoApiRouter:
         legacy_ids = [i for i in ids if model_of(i) == LEGACY_MODEL]
         current_ids = [i for i in ids if model_of(i) != LEGACY_MODEL]
         found: dict[str, ApiGeneration] = {}
-        for part in await asyncio.gather(
+        parts = await asyncio.gather(
             self._legacy.fetch_many(legacy_ids) if legacy_ids else _nothing(),
             self._current.fetch_many(current_ids) if current_ids else _nothing(),
-        ):
-            found.update(part)
+            return_exceptions=True,
+        )
+        errors = [part for part in parts if isinstance(part, BaseException)]
+        for part in parts:
+            if not isinstance(part, BaseException):
+                found.update(part)
+        # An outage of one endpoint must not hide what the other one answered.
+        if errors and not found:
+            raise errors[0]
+        for error in errors:
+            if not isinstance(error, VideoApiError):
+                raise error
+            log.warning("One endpoint's look-ups failed this cycle: %s", error)
         return found
 
     async def fetch(self, generation_id: str) -> ApiGeneration | None:

@@ -168,3 +168,17 @@ async def test_the_background_task_runs_and_stops(
     finally:
         await tracker.stop()
     assert announcer.sent_ids() == [generation.api_id]
+
+
+async def test_a_late_video_shows_in_status_without_a_second_announcement(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
+) -> None:
+    tracker = make_tracker(store, api, announcer, clock, timeout_seconds=30)
+    generation = await service.generate(HERE, GenerationOptions("fashionably late"))
+    clock.advance(31)
+    await tracker.run_once()
+    clock.advance(60)
+    late = await service.refresh(await service.find(HERE.guild_id, generation.api_id or ""))
+    assert late.state is State.COMPLETED and late.video_url
+    await tracker.run_once()
+    assert [g.state for g in announcer.sent] == [State.TIMED_OUT]
