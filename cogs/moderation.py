@@ -170,7 +170,7 @@ class ModerationCog(commands.Cog):
         self,
         interaction: discord.Interaction[VideoBot],
         action: ListAction,
-        channel: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None,
+        channel: discord.TextChannel | discord.VoiceChannel | discord.Thread | None = None,
     ) -> None:
         await self._edit_list(interaction, RuleEntry.CHANNEL, action, channel.id if channel else None, "channel")
 

@@ -1,0 +1,94 @@
+"""The slash commands as Discord receives them: names and options are the product's interface."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.api_client import LumaClient
+from bot.app import EXTENSIONS, VideoBot
+from bot.config import load_settings
+from bot.storage import GenerationStore
+from tests.e2e.discord_schema import load_validator
+
+
+@pytest.fixture
+async def commands(store: GenerationStore) -> AsyncIterator[dict[str, dict[str, Any]]]:
+    settings = load_settings({"DISCORD_TOKEN": "t", "AIML_API_KEY": "k"})
+    async with aiohttp.ClientSession() as session:
+        bot = VideoBot(settings, store, LumaClient(session, "http://127.0.0.1:9", settings.aiml_api_key))
+        for extension in EXTENSIONS:
+            await bot.load_extension(extension)
+        yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
+        await bot.close()
+
+
+def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {option["name"]: option for option in command.get("options", [])}
+
+
+def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
+    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage"}
+
+
+def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
+    options = options_of(commands["generate"])
+    assert list(options)[:3] == ["prompt", "aspect_ratio", "expand_prompt"]
+    assert set(options) == {
+        "prompt", "aspect_ratio", "expand_prompt", "resolution", "duration", "loop", "image", "end_image",
+        "last_frame_of",
+    }  # fmt: skip
+    assert options["prompt"]["required"] is True and options["prompt"]["max_length"] == 2048
+    assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
+        "16:9",
+        "1:1",
+        "9:16",
+        "4:3",
+        "3:4",
+        "21:9",
+        "9:21",
+    ]
+    assert options["aspect_ratio"].get("required", False) is False
+    assert options["expand_prompt"]["type"] == 5
+    assert [c["value"] for c in options["resolution"]["choices"]] == ["540p", "720p", "1080p", "4k"]
+    assert [c["value"] for c in options["duration"]["choices"]] == [5, 9]
+    assert options["image"]["type"] == options["end_image"]["type"] == 11
+
+
+def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
+    status = options_of(commands["status"])
+    assert list(status) == ["generation_id"] and status["generation_id"].get("required", False) is False
+    assert status["generation_id"]["autocomplete"] is True
+    extend = options_of(commands["extend"])
+    assert list(extend) == ["generation_id", "prompt", "aspect_ratio", "expand_prompt"]
+    assert extend["generation_id"]["required"] and extend["prompt"]["required"]
+
+
+def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
+    subcommands = options_of(commands["limits"])
+    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing"}
+    assert set(options_of(subcommands["set"])) == {"user_daily", "server_daily", "user_concurrent", "cooldown_seconds"}
+    assert all(o.get("min_value") == 0 for o in options_of(subcommands["set"]).values())
+    assert list(options_of(commands["usage"])) == ["days"]
+    channel_types = options_of(subcommands["channels"])["channel"]["channel_types"]
+    assert 1 not in channel_types and 0 in channel_types  # server channels only, never a DM
+    assert int(commands["usage"]["default_member_permissions"]) == 1 << 5  # Manage Server
+    # /limits show is for everyone, so the group carries no default permission; the bot checks moderators itself.
+    assert commands["limits"].get("default_member_permissions") is None
+
+
+def test_every_command_is_valid_for_discord(commands: dict[str, dict[str, Any]]) -> None:
+    validator = load_validator()
+    if validator is None:
+        pytest.skip(
+            "Discord's OpenAPI description (../shared/discord-api-spec/openapi.json) is not beside the checkout"
+        )
+    errors = validator.validate("PUT", "/applications/1/commands", list(commands.values()))
+    assert errors == []
+    for command in commands.values():
+        assert len(command["description"]) <= 100
+        for option in command.get("options", []):
+            assert len(option["description"]) <= 100

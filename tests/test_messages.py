@@ -1,0 +1,118 @@
+"""What members read: announcements, status embeds, autocomplete labels, error answers, and logs."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.__main__ import RedactingFilter
+from bot.api_client import ApiOutOfCredits
+from bot.app import message_for_error
+from bot.errors import UserFacingError
+from bot.messages import announcement, autocomplete_label, history_embed, status_embed
+from bot.models import Delivery, Generation, Kind, State
+
+URL = "https://cdn.example/videos/abc.mp4"
+
+
+def make(**changes: object) -> Generation:
+    values: dict[str, object] = dict(
+        id=7, api_id="a4a8f1ff-e59b-4969-abcb-98b3e16f003e", parent_api_id=None, kind=Kind.GENERATE, guild_id=1,
+        channel_id=2, requester_id=3, prompt="a *bold* cat", aspect_ratio="16:9", expand_prompt=True,
+        state=State.COMPLETED, api_state="completed", video_url=URL, thumbnail_url=None, last_frame_url=None,
+        failure_reason=None, status_message_id=None, created_at=1.8e9, updated_at=1.8e9, submitted_at=1.8e9,
+        finished_at=1.8e9, announce_claimed_at=None, announced_at=None, announce_attempts=0, delivery=None,
+    )  # fmt: skip
+    values.update(changes)
+    return Generation(**values)  # type: ignore[arg-type]
+
+
+def test_a_finished_video_announcement_mentions_the_requester_and_carries_the_link() -> None:
+    text = announcement(make())
+    assert text.startswith("<@3>") and URL in text and "`a4a8f1ff-e59b-4969-abcb-98b3e16f003e`" in text
+    assert "\\*bold\\*" in text  # the prompt's markdown is shown, not applied
+
+
+def test_the_link_survives_the_longest_prompt() -> None:
+    text = announcement(make(prompt="word " * 600, video_url=URL + "?" + "x" * 400))
+    assert len(text) <= 2000 and text.endswith(URL + "?" + "x" * 400)
+
+
+def test_failures_timeouts_and_unconfirmed_requests_say_what_happened() -> None:
+    failed = announcement(make(state=State.FAILED, video_url=None, failure_reason="content policy"))
+    assert "could not be made" in failed and "content policy" in failed and "not charged" in failed
+    late = announcement(make(state=State.TIMED_OUT, video_url=None, failure_reason="not ready after 30 minutes"))
+    assert "late" in late and "/status" in late
+    unsure = announcement(make(state=State.UNCONFIRMED, api_id=None, video_url=None, failure_reason="restarted"))
+    assert "may not have been received" in unsure and "`#7`" in unsure
+
+
+def test_a_dm_says_where_the_video_was_asked_for() -> None:
+    assert "(asked in <#2>)" in announcement(make(), by_direct_message=True)
+
+
+def test_a_prompt_cannot_ping_through_an_announcement() -> None:
+    text = announcement(make(prompt="hey @everyone and @here"))
+    assert "@everyone" not in text.replace("@\u200beveryone", "") and "@here" not in text.replace("@\u200bhere", "")
+
+
+def test_status_embed_fits_discord_limits() -> None:
+    embed = status_embed(
+        make(prompt="p" * 2048, delivery=Delivery.UNDELIVERABLE, state=State.FAILED, failure_reason="r" * 3000)
+    )
+    assert len(embed) <= 6000 and all(len(field.value or "") <= 1024 for field in embed.fields)
+    fields = {field.name: field.value for field in embed.fields}
+    assert fields["State"] == "failed" and fields["Requested by"] == "<@3>" and "Delivery" in fields
+
+
+def test_history_lists_newest_first_with_links() -> None:
+    embed = history_embed([make(id=2, prompt="second"), make(id=1, prompt="first", video_url=None)])
+    description = embed.description or ""
+    assert description.index("second") < description.index("first") and URL in description
+    assert "no generations" in (history_embed([]).description or "")
+
+
+def test_autocomplete_labels_fit_in_100_characters() -> None:
+    label = autocomplete_label(make(prompt="long " * 50, state=State.RUNNING, api_state="dreaming"))
+    assert len(label) <= 100 and label.startswith("a4a8f1ff · dreaming · long")
+
+
+def test_errors_become_plain_words() -> None:
+    assert message_for_error(UserFacingError("Your prompt is empty.")) == "Your prompt is empty."
+    assert "out of credits" in (message_for_error(ApiOutOfCredits("HTTP 403")) or "")
+    assert message_for_error(app_commands.NoPrivateMessage()) is not None
+    assert message_for_error(RuntimeError("boom")) is None  # unexpected: logged with an id, apology shown
+
+
+def test_secrets_are_redacted_from_every_log_record() -> None:
+    redactor = RedactingFilter(["tok.en.secret", "aiml-key-123"])
+    record = logging.LogRecord(
+        "discord.http", logging.DEBUG, __file__, 1, "sent %s with %s", ("tok.en.secret", "x"), None
+    )
+    redactor.filter(record)
+    assert "tok.en.secret" not in record.getMessage() and "[redacted]" in record.getMessage()
+    webhook = logging.LogRecord(
+        "discord.webhook",
+        logging.DEBUG,
+        __file__,
+        1,
+        "POST /webhooks/123/aW50ZXJhY3Rpb246MTIzNDU2Nzg5MA.abc-def_ghi",
+        None,
+        None,
+    )
+    redactor.filter(webhook)
+    assert "aW50ZXJhY3Rpb24" not in webhook.getMessage()
+    try:
+        raise ValueError("bad key aiml-key-123")
+    except ValueError:
+        import sys
+
+        failing = logging.LogRecord("bot", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    redactor.filter(failing)
+    assert "aiml-key-123" not in (failing.exc_text or "")
+
+
+def test_discord_limits_hold_for_embeds_built_from_the_worst_input() -> None:
+    assert isinstance(status_embed(make()), discord.Embed)
