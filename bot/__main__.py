@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import sys
 from collections.abc import Iterable
 
@@ -73,7 +74,14 @@ def point_discord_at(base_url: str) -> None:
 
 
 async def run(settings: Settings) -> int:
-    store = await GenerationStore.open(settings.database_path)
+    try:
+        store = await GenerationStore.open(settings.database_path)
+    except (OSError, sqlite3.Error, RuntimeError) as error:
+        print(
+            f"Configuration error: DATABASE_PATH {str(settings.database_path)!r} can't be used: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG_ERROR
     try:
         async with aiohttp.ClientSession() as session:
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
@@ -81,10 +89,11 @@ async def run(settings: Settings) -> int:
             api = VideoApiRouter(legacy, current, settings.luma_model)
             balance = BalanceService(api, low_warning=settings.low_balance_warning)
             bot = VideoBot(settings, store, api, balance)
+            stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+                    loop.add_signal_handler(signum, stop.set)
             try:
                 async with bot:
                     await bot.login(settings.discord_token.reveal())
@@ -92,9 +101,9 @@ async def run(settings: Settings) -> int:
                         # The gateway's address comes from the same host, as it does from discord.com.
                         _, gateway_url, _ = await bot.http.get_bot_gateway()
                         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-                    await bot.connect(reconnect=True)
+                    await run_until_stopped(bot, stop)
             except discord.LoginFailure:
-                print("DISCORD_TOKEN was refused by Discord: check the bot token.", file=sys.stderr)
+                print("Configuration error: DISCORD_TOKEN was refused by Discord.", file=sys.stderr)
                 return EXIT_CONFIG_ERROR
             except discord.PrivilegedIntentsRequired:
                 print("Discord refused the bot's intents for this application.", file=sys.stderr)
@@ -103,6 +112,22 @@ async def run(settings: Settings) -> int:
         await store.close()
     log.info("Stopped cleanly")
     return 0
+
+
+async def run_until_stopped(bot: VideoBot, stop: asyncio.Event) -> None:
+    """Stay connected until a signal asks to stop, then close without waiting out a reconnect backoff."""
+    connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-connection")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        await bot.close()
+        connection.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connection
+    if not stop.is_set():
+        connection.result()  # the connection ended on its own: surface why (e.g. a refused token)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from .models import Delivery, Generation
 log = logging.getLogger(__name__)
 
 # How far back in a channel an earlier announcement is looked for after a restart.
-HISTORY_SEARCH_LIMIT = 100
+HISTORY_SEARCH_LIMIT = 200
 
 
 def announcement_nonce(generation: Generation) -> str:
@@ -52,12 +52,13 @@ class DiscordAnnouncer:
                 fail_if_not_exists=False,
             )
         try:
-            await channel.send(
-                announcement(generation),
-                reference=reference,  # type: ignore[arg-type]
-                allowed_mentions=requester_only(generation),
-                nonce=announcement_nonce(generation),
-            )
+            try:
+                await self._post(channel, generation, reference)
+            except discord.Forbidden:
+                if reference is None:
+                    raise
+                # Replying needs Read Message History; a plain message may still be allowed.
+                await self._post(channel, generation, None)
             return Delivery.CHANNEL
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
             if _is_passing(error):
@@ -70,6 +71,19 @@ class DiscordAnnouncer:
                 generation.id,
             )
         return await self._direct_message(generation)
+
+    async def _post(
+        self,
+        channel: discord.PartialMessageable,
+        generation: Generation,
+        reference: discord.MessageReference | None,
+    ) -> None:
+        await channel.send(
+            announcement(generation),
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=requester_only(generation),
+            nonce=announcement_nonce(generation),
+        )
 
     async def _direct_message(self, generation: Generation) -> Delivery | None:
         try:
@@ -106,8 +120,10 @@ class DiscordAnnouncer:
 
     async def _history_has(self, channel: discord.abc.Messageable, marker: str, generation: Generation) -> bool:
         me = self._client.user
-        after = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(generation.created_at, UTC)))
-        async for message in channel.history(limit=HISTORY_SEARCH_LIMIT, after=after):
+        # An earlier attempt was sent after it was claimed: search from then, newest first.
+        since = (generation.announce_claimed_at or generation.created_at) - 5
+        after = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(since, UTC)))
+        async for message in channel.history(limit=HISTORY_SEARCH_LIMIT, after=after, oldest_first=False):
             if me is not None and message.author.id == me.id and marker in message.content:
                 return True
         return False

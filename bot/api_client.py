@@ -376,6 +376,9 @@ class AimlClient:
                 continue
             except ApiServerError as error:
                 raise CreateOutcomeUnknown(f"{path}: {error}", status=error.status) from error
+            except ApiMalformedResponse as error:
+                # A 2xx came back, so the API accepted (and charged) it: only its id was lost.
+                raise CreateOutcomeUnknown(f"{path}: unreadable answer: {error}") from error
             try:
                 return parse(data)
             except ApiMalformedResponse as error:
@@ -420,7 +423,8 @@ class AimlClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_seconds),
             ) as response:
-                body = await response.text()
+                # A body that is not valid UTF-8 must end as a malformed answer, not escape the error family.
+                body = await response.text(errors="replace")
                 log.debug("%s %s -> %s", method, path, response.status)
                 if not 200 <= response.status < 300:
                     error = error_for_response(response.status, body, response.headers)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.moderation")
 COMMANDS_HASH_KEY = "commands_hash"
+# How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
+SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 def error_id() -> str:
@@ -122,6 +124,8 @@ class VideoBot(commands.Bot):
         self.tracker.start()
 
     async def close(self) -> None:
+        # New submissions are refused; those waiting on the API get a moment to record its answer.
+        await self.generations.drain(SHUTDOWN_GRACE_SECONDS)
         await self.tracker.stop()
         await super().close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -106,7 +107,16 @@ class GenerationService:
         self._api = api
         self._clock = clock
         self._balance = balance
+        self._in_flight: set[asyncio.Task[Generation]] = set()
+        self._closing = False
         self._moderation = moderation or ModerationService(store, ServerLimits(), global_daily=0, clock=clock)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop taking submissions and give those under way `grace_seconds` to get the API's answer."""
+        self._closing = True
+        if self._in_flight:
+            log.info("Waiting for %d submissions under way", len(self._in_flight))
+            await asyncio.wait(self._in_flight, timeout=grace_seconds)
 
     async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
         """Every rule of the server, checked without reserving anything, so that a refusal can be answered
@@ -222,6 +232,15 @@ class GenerationService:
         `options` come from prepare() and `parent` from extendable(); the cog calls those before deferring so
         that mistakes are answered at once.
         """
+        if self._closing:
+            raise UserFacingError("The bot is restarting. Nothing was sent; please try again in a minute.")
+        # Its own task, so that a shutdown can wait for the API's answer instead of cutting a paid request.
+        task = asyncio.create_task(self._start(origin, options, parent))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
         kind = Kind.EXTEND if parent is not None else Kind.GENERATE
         rules = await self.check(origin, options, parent)
         if self._balance is not None:
@@ -265,6 +284,7 @@ class GenerationService:
                 row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
             )
             raise
+        log.info("The API accepted row %d as %s", row.id, accepted.id)
         if self._balance is not None:
             self._balance.note_spent()
         generation = await self._store.mark_submitted(row.id, accepted, self._clock())

@@ -43,7 +43,9 @@ FAILURE_REASON = "The generation failed (simulated)."
 # Fault vocabularies: an int is an HTTP status answered with an error body.
 CreateFault = int | str
 LookupFault = int | str
-CREATE_FAULT_NAMES = frozenset({"reset", "accept_then_500", "accept_then_reset"})
+# "accept_then_slow" accepts the generation, then holds the answer for `slow_seconds`: a create in flight whose
+# outcome the client cannot know yet (end-to-end tests kill the bot in that window).
+CREATE_FAULT_NAMES = frozenset({"reset", "accept_then_500", "accept_then_reset", "accept_then_slow"})
 LOOKUP_FAULT_NAMES = frozenset({"slow", "reset", "malformed"})
 RANDOM_LOOKUP_FAULTS: tuple[LookupFault, ...] = (429, 500, 502, 504, "slow", "reset", "malformed")
 
@@ -416,6 +418,8 @@ async def _create_common(request: web.Request, build: Callable[[dict[str, Any]],
         return _error(request, 500)
     if fault == "accept_then_reset":
         raise _abort(request)
+    if fault == "accept_then_slow":
+        await asyncio.sleep(request.app[CONFIG_KEY].slow_seconds)
     return web.json_response(_legacy_json(request, gen) if gen.kind == "legacy" else _v2_json(request, gen))
 
 

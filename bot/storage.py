@@ -221,18 +221,25 @@ class GenerationStore:
         With `admit`, the member's usage is read and the row inserted in one transaction: `admit` raises to
         refuse, and no burst of simultaneous requests can slip past a limit between the count and the insert.
         """
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if admit is not None:
-                    admit(await self._usage(guild_id, requester_id, counted_since))
-                row_id = await self._insert_submitting(
-                    kind, guild_id, channel_id, requester_id, options, parent_api_id, now, model
-                )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+
+        async def reserve() -> int:
+            async with self._write_lock:
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    if admit is not None:
+                        admit(await self._usage(guild_id, requester_id, counted_since))
+                    row_id = await self._insert_submitting(
+                        kind, guild_id, channel_id, requester_id, options, parent_api_id, now, model
+                    )
+                    await self._db.execute("COMMIT")
+                    return row_id
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+
+        # Shielded: a cancelled command must not split the transaction and leave it open for every later write.
+        row_id = await asyncio.shield(reserve())
         return await self._require(row_id)
 
     async def _insert_submitting(

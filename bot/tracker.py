@@ -96,8 +96,14 @@ class Tracker:
 
     async def run_once(self) -> None:
         """One cycle: look up running generations, then announce finished ones."""
-        await self.poll()
-        await self.announce_finished()
+        # Each step on its own: a failed look-up must not hold back announcing what already finished.
+        for step in (self.poll, self.announce_finished, self._watch_balance):
+            try:
+                await step()
+            except Exception:
+                log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
+
+    async def _watch_balance(self) -> None:
         if self._balance is not None:
             await self._balance.watch()
 
@@ -141,6 +147,11 @@ class Tracker:
                 log.exception("Announcing generation row %d failed; retrying next cycle", generation.id)
 
     async def _announce(self, generation: Generation) -> None:
+        if generation.announce_attempts >= MAX_ANNOUNCE_ATTEMPTS:
+            # Covers announcers that keep raising, not only those that answer "try later".
+            log.error("Giving up announcing generation row %d after %d attempts", generation.id, MAX_ANNOUNCE_ATTEMPTS)
+            await self._store.mark_announced(generation.id, Delivery.UNDELIVERABLE, self._clock())
+            return
         if generation.announce_claimed_at is not None:
             # An earlier attempt may have reached Discord just before a crash: look before sending again.
             earlier = await self._announcer.find_announcement(generation)
@@ -152,6 +163,3 @@ class Tracker:
         delivery = await self._announcer.announce(generation)
         if delivery is not None:
             await self._store.mark_announced(generation.id, delivery, self._clock())
-        elif generation.announce_attempts + 1 >= MAX_ANNOUNCE_ATTEMPTS:
-            log.error("Giving up announcing generation row %d after %d attempts", generation.id, MAX_ANNOUNCE_ATTEMPTS)
-            await self._store.mark_announced(generation.id, Delivery.UNDELIVERABLE, self._clock())

@@ -190,3 +190,14 @@ def test_status_codes_map_to_one_error_family(
     assert error.detail == detail or (detail and detail in (error.detail or ""))
     if isinstance(error, ApiRateLimited):
         assert error.retry_after == 3
+
+
+async def test_a_create_accepted_with_an_unreadable_answer_is_unknown_not_refused(
+    api: LumaClient, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def garbled(*args: object, **kwargs: object) -> object:
+        raise ApiMalformedResponse("POST /luma-ai/generations: answer is not JSON")
+
+    monkeypatch.setattr(api, "_request", garbled)
+    with pytest.raises(CreateOutcomeUnknown):
+        await api.create(GenerationOptions("paid for, answer lost"))

@@ -97,3 +97,19 @@ def test_environment_variables_win_over_the_env_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "'also-bad'" in result.stderr
+
+
+def test_an_unusable_database_path_is_named_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DISCORD_TOKEN": "t",
+        "AIML_API_KEY": "k",
+        "DATABASE_PATH": str(tmp_path / "a-file" / "bot.sqlite3"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "DATABASE_PATH" in result.stderr and "Traceback" not in result.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.api_client import LumaClient
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
-from bot.models import GenerationOptions, Kind, State
+from bot.models import ApiGeneration, GenerationOptions, Kind, State
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
 from tests.conftest import FakeClock
@@ -108,3 +110,37 @@ async def test_status_refresh_updates_the_row(
     assert refreshed.display_state == "processing"
     stored = await store.get(generation.id)
     assert stored is not None and stored.api_state == "processing"
+
+
+class SlowApi:
+    """An API whose create answers only when the test says so."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.creates = 0
+
+    def model_for(self, parent_api_id: str | None) -> str:
+        return "legacy"
+
+    async def create(self, options: GenerationOptions) -> ApiGeneration:
+        self.creates += 1
+        await self.release.wait()
+        return ApiGeneration(id=f"slow-{self.creates}", state="pending")
+
+
+async def test_a_shutdown_waits_for_the_answer_of_a_create_under_way(store: GenerationStore, clock: FakeClock) -> None:
+    api = SlowApi()
+    service = GenerationService(store, api, clock=clock)  # type: ignore[arg-type]
+    submission = asyncio.create_task(service.generate(HERE, GenerationOptions("paid for")))
+    while api.creates == 0:
+        await asyncio.sleep(0)
+    draining = asyncio.create_task(service.drain(5))
+    await asyncio.sleep(0.05)
+    assert not draining.done()  # still waiting for the API's answer
+    api.release.set()
+    await draining
+    generation = await submission
+    assert generation.state is State.RUNNING and generation.api_id == "slow-1"
+    with pytest.raises(UserFacingError, match="restarting"):
+        await service.generate(HERE, GenerationOptions("too late"))
+    assert api.creates == 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -105,3 +106,17 @@ async def test_meta_values_are_replaced(store: GenerationStore) -> None:
     await store.set_meta("k", "1")
     await store.set_meta("k", "2")
     assert await store.get_meta("k") == "2"
+
+
+async def test_a_cancelled_reservation_leaves_no_open_transaction(store: GenerationStore) -> None:
+    import asyncio
+
+    task = asyncio.create_task(_insert(store, prompt="cancelled"))
+    await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # Later writes still work and are committed.
+    later = await _insert(store, prompt="after")
+    await store.set_meta("k", "v")
+    assert (await store.get(later.id)) is not None and await store.get_meta("k") == "v"

@@ -149,6 +149,8 @@ async def test_passing_discord_failures_are_retried_then_given_up(
     tracker = make_tracker(store, api, announcer, clock)
     for _ in range(MAX_ANNOUNCE_ATTEMPTS):
         await tracker.run_once()
+    assert await store.unannounced() != []  # every attempt so far failed for passing reasons: keep trying
+    await tracker.run_once()
     stored = await store.get(generation.id)
     assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
     assert await store.unannounced() == []
@@ -182,3 +184,34 @@ async def test_a_late_video_shows_in_status_without_a_second_announcement(
     assert late.state is State.COMPLETED and late.video_url
     await tracker.run_once()
     assert [g.state for g in announcer.sent] == [State.TIMED_OUT]
+
+
+async def test_an_announcer_that_keeps_raising_is_given_up_too(
+    service: GenerationService, store, api, clock: FakeClock
+) -> None:
+    class Broken(RecordingAnnouncer):
+        async def announce(self, generation):  # type: ignore[no-untyped-def]
+            raise RuntimeError("unexpected")
+
+    generation = await service.generate(HERE, GenerationOptions("cursed"))
+    clock.advance(61)
+    tracker = make_tracker(store, api, Broken(), clock)
+    for _ in range(MAX_ANNOUNCE_ATTEMPTS + 1):
+        await tracker.run_once()
+    stored = await store.get(generation.id)
+    assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
+
+
+async def test_a_failing_look_up_does_not_hold_back_finished_announcements(
+    service: GenerationService, store, api, clock: FakeClock
+) -> None:
+    class BrokenApi:
+        async def fetch_many(self, ids):  # type: ignore[no-untyped-def]
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "garbled")
+
+    generation = await service.generate(HERE, GenerationOptions("already done"))
+    clock.advance(61)
+    await service.refresh(generation)
+    announcer = RecordingAnnouncer()
+    await Tracker(store, BrokenApi(), announcer, poll_interval=1, timeout_seconds=600, clock=clock).run_once()  # type: ignore[arg-type]
+    assert announcer.sent_ids() == [generation.api_id]
