@@ -6,7 +6,7 @@ returned by ``GET /api/v10/gateway/bot``. Then tests drive the bot like members 
 (:meth:`FakeDiscord.send_interaction` & co.), inspect what it sent (:attr:`FakeDiscord.requests`,
 :meth:`FakeDiscord.messages_in`, :meth:`FakeDiscord.wait_for_message`) and inject faults
 (:meth:`FakeDiscord.set_channel_fault`, :meth:`FakeDiscord.close_dms`, :meth:`FakeDiscord.rate_limit_next`,
-:meth:`FakeDiscord.fail_next`, :meth:`FakeDiscord.expire_interaction`).
+:meth:`FakeDiscord.fail_next`, :meth:`FakeDiscord.delay_next`, :meth:`FakeDiscord.expire_interaction`).
 
 Behaviours deliberately copied from Discord because bots get them wrong (see discord.py's ``http.py``,
 ``gateway.py``, ``webhook/async_.py`` and ``interactions.py``):
@@ -21,6 +21,9 @@ Behaviours deliberately copied from Discord because bots get them wrong (see dis
   creating a new one, and inherits its ephemerality.
 * Messages are checked against Discord's limits (2000 characters, 10 embeds, 6000 embed characters,
   the upload limit, no empty messages) and answer ``400 / 50035 Invalid Form Body`` like Discord.
+* A message created with ``enforce_nonce`` and a nonce its author used in that channel within
+  :attr:`FakeDiscord.nonce_window` seconds is not created again: the earlier message is returned (Discord's
+  "a few minutes"; set the window to 0 to play a client that comes back after it).
 * Gateway frames are plain TEXT JSON even though discord.py asks for ``compress=zlib-stream``:
   ``DiscordWebSocket.received_message`` only decompresses ``bytes`` frames.
 
@@ -954,6 +957,23 @@ class _Injection:
 
 
 @dataclass
+class _Delay:
+    """Hold back the answers of the next ``remaining`` matching requests (see :meth:`FakeDiscord.delay_next`)."""
+
+    remaining: int
+    route_substring: str
+    method: str | None
+    seconds: float
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.remaining > 0
+            and self.route_substring in path
+            and (self.method is None or self.method.upper() == method.upper())
+        )
+
+
+@dataclass
 class _Incoming:
     request: web.Request
     method: str
@@ -1082,6 +1102,12 @@ class FakeDiscord:
         self._channel_faults: dict[int, int] = {}
         self._closed_dms: set[int] = set()
         self._injections: list[_Injection] = []
+        self._delays: list[_Delay] = []
+        # (channel id, author id, nonce) -> (message id, when) for enforce_nonce de-duplication.
+        self._nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
+        self.nonce_window = 300.0
+        self._stopping = asyncio.Event()  # releases answers held by delay_next() when the fake stops
+        self.held_answers = 0  # answers currently held back by delay_next()
         self._connections: list[_GatewayConnection] = []
         self._sessions: dict[str, _GatewaySession] = {}
         self._message_waiters: list[tuple[Callable[[FakeMessage], bool], asyncio.Future[FakeMessage]]] = []
@@ -1115,6 +1141,7 @@ class FakeDiscord:
         self.port = int(address[1])
 
     async def stop(self) -> None:
+        self._stopping.set()
         for connection in list(self._connections):
             with contextlib.suppress(Exception):
                 await self._close(connection, 1001, "fake Discord shutting down")
@@ -1247,6 +1274,19 @@ class FakeDiscord:
     ) -> None:
         """The next ``n`` matching requests answer ``status`` with ``body`` (default: Discord's for it)."""
         self._injections.append(_Injection(n, route_substring, method, status, body))
+
+    def delay_next(self, n: int, route_substring: str, seconds: float, *, method: str | None = None) -> None:
+        """The next ``n`` matching requests are handled and recorded as usual (a message is created), but their
+        answer is held back for ``seconds`` (or until the fake stops): Discord did the work and the answer is
+        late or lost, e.g. to kill a bot while it waits for it. :attr:`held_answers` counts answers on hold."""
+        self._delays.append(_Delay(n, route_substring, method, seconds))
+
+    def _take_delay(self, method: str, path: str) -> float | None:
+        for delay in self._delays:
+            if delay.matches(method, path):
+                delay.remaining -= 1
+                return delay.seconds
+        return None
 
     def expire_interaction(self, interaction: InteractionHandle | int) -> None:
         """Expire an interaction token now: follow-ups and edits answer 401 / 50027."""
@@ -1989,6 +2029,15 @@ class FakeDiscord:
                         future.set_result(record)
                 except Exception as exc:
                     future.set_exception(exc)
+        held = self._take_delay(request.method, path) if route is not None else None
+        if held is not None:
+            self.held_answers += 1
+            self._notify_state()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), held)
+            finally:
+                self.held_answers -= 1
         return response
 
     async def _handle(
@@ -2264,7 +2313,13 @@ class FakeDiscord:
             for m in self.messages_in(channel, include_ephemeral=False)
             if (before is None or m.id < before) and (after is None or m.id > after)
         ]
-        newest_first = sorted(found, key=lambda m: m.id, reverse=True)[:limit]
+        if after is not None and before is None:
+            # Discord answers the `limit` messages right after `after` (a client pages forward from there),
+            # not the newest ones; either way the array is newest first.
+            chosen = sorted(found, key=lambda m: m.id)[:limit]
+        else:
+            chosen = sorted(found, key=lambda m: m.id, reverse=True)[:limit]
+        newest_first = sorted(chosen, key=lambda m: m.id, reverse=True)
         return _json_response([m.payload for m in newest_first])
 
     async def _get_channel_message(self, incoming: _Incoming, params: dict[str, str]) -> web.StreamResponse:
@@ -2292,6 +2347,14 @@ class FakeDiscord:
             raise _HTTPError(*MISSING_PERMISSIONS)
         body = incoming.body()
         self._check_message_limits(body, incoming.files, creating=True)
+        nonce_key = None
+        if body.get("enforce_nonce") and body.get("nonce") is not None:
+            nonce_key = (channel.id, self.world.bot.id, str(body["nonce"]))
+            earlier = self._nonces.get(nonce_key)
+            if earlier is not None and time.monotonic() - earlier[1] <= self.nonce_window:
+                existing = self._messages.get(earlier[0])
+                if existing is not None and not existing.deleted:
+                    return _json_response(existing.payload)
         attachments = self._make_attachments(body, incoming.files, existing=[], ephemeral=False)
         payload = self._message_payload(channel, self.world.bot, body, attachments, mtype=0)
         reference = body.get("message_reference")
@@ -2300,6 +2363,8 @@ class FakeDiscord:
             payload["type"] = 19  # REPLY
         kind = MessageKind.DM if channel.is_dm else MessageKind.CHANNEL
         message = self._emit_new(payload, channel, kind, author_id=self.world.bot.id)
+        if nonce_key is not None:
+            self._nonces[nonce_key] = (message.id, time.monotonic())
         await self._echo(message, "MESSAGE_CREATE")
         return _json_response(message.payload)
 
