@@ -28,8 +28,9 @@ from .video_api import VideoApiRouter
 log = logging.getLogger("bot")
 
 EXIT_CONFIG_ERROR = 2
-# Interaction and webhook tokens travel in URL paths, which discord.py logs at DEBUG.
+# Interaction and webhook tokens travel in URL paths and in gateway events, both of which discord.py logs at DEBUG.
 _URL_TOKENS = re.compile(r"(/(?:webhooks|interactions)/\d+/)[\w.-]{20,}")
+_TOKEN_FIELDS = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
 
 
 class RedactingFilter(logging.Filter):
@@ -42,7 +43,8 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
-        return _URL_TOKENS.sub(r"\1[redacted]", text)
+        text = _URL_TOKENS.sub(r"\1[redacted]", text)
+        return _TOKEN_FIELDS.sub(r"\1[redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.moderation")
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
-SHUTDOWN_GRACE_SECONDS = 3.0
+SHUTDOWN_GRACE_SECONDS = 2.5
 
 
 def error_id() -> str:

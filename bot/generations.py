@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
 from .balance import BalanceService
@@ -40,6 +41,7 @@ from .storage import GenerationStore
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
+RESTARTING = "The bot is restarting. Nothing was sent; please try again in a minute."
 
 
 class VideoApi(Protocol):
@@ -107,16 +109,42 @@ class GenerationService:
         self._api = api
         self._clock = clock
         self._balance = balance
-        self._in_flight: set[asyncio.Task[Generation]] = set()
+        # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
+        self._in_flight: dict[asyncio.Task[Any], int] = {}
         self._closing = False
         self._moderation = moderation or ModerationService(store, ServerLimits(), global_daily=0, clock=clock)
 
+    @contextlib.asynccontextmanager
+    async def submitting(self) -> AsyncIterator[None]:
+        """Mark the current task as submitting, so a shutdown waits for it; refuses once the bot is stopping."""
+        if self._closing:
+            raise UserFacingError(RESTARTING)
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight[task] = self._in_flight.get(task, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[task] -= 1
+            if not self._in_flight[task]:
+                del self._in_flight[task]
+
     async def drain(self, grace_seconds: float) -> None:
-        """Stop taking submissions and give those under way `grace_seconds` to get the API's answer."""
+        """Refuse new submissions; give those under way `grace_seconds` to finish, then cancel them.
+
+        A cancelled create is recorded as unconfirmed and left for the tracker to report after the restart,
+        while the database and the connections are still open."""
         self._closing = True
-        if self._in_flight:
-            log.info("Waiting for %d submissions under way", len(self._in_flight))
-            await asyncio.wait(self._in_flight, timeout=grace_seconds)
+        tasks = set(self._in_flight)
+        if not tasks:
+            return
+        log.info("Waiting for %d submissions under way", len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("Cancelled %d submissions still waiting for the API; they will be reported", len(pending))
+            await asyncio.wait(pending, timeout=1.0)
 
     async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
         """Every rule of the server, checked without reserving anything, so that a refusal can be answered
@@ -232,13 +260,8 @@ class GenerationService:
         `options` come from prepare() and `parent` from extendable(); the cog calls those before deferring so
         that mistakes are answered at once.
         """
-        if self._closing:
-            raise UserFacingError("The bot is restarting. Nothing was sent; please try again in a minute.")
-        # Its own task, so that a shutdown can wait for the API's answer instead of cutting a paid request.
-        task = asyncio.create_task(self._start(origin, options, parent))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-        return await asyncio.shield(task)
+        async with self.submitting():
+            return await self._start(origin, options, parent)
 
     async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
         kind = Kind.EXTEND if parent is not None else Kind.GENERATE

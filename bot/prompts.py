@@ -8,10 +8,20 @@ import unicodedata
 from .errors import UserFacingError
 from .models import ASPECT_RATIOS, MAX_PROMPT_LENGTH, MIN_PROMPT_LENGTH
 
-# Characters that are invisible or flip the direction of the text around them: they let a prompt look
-# different in the channel than what is sent, so they are refused rather than silently dropped.
-_HIDDEN_CHARACTERS = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Whitespace a slash command option may carry; it is folded into single spaces.
+_WHITESPACE_CONTROLS = frozenset("\t\n\r")
+
+
+def _has_hidden_characters(text: str) -> bool:
+    """Invisible format characters (zero-width, direction marks and overrides, tags...): they make a prompt look
+    different in the channel from what is sent, so they are refused rather than silently dropped."""
+    return any(unicodedata.category(char) == "Cf" for char in text)
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char) == "Cc" and char not in _WHITESPACE_CONTROLS for char in text)
+
+
 _DISCORD_MARKUP = (
     (re.compile(r"@(everyone|here)\b", re.IGNORECASE), "mentions such as @everyone or @here"),
     (re.compile(r"<@&\d+>"), "role mentions"),
@@ -29,12 +39,12 @@ _GENERATION_ID = re.compile(
 
 def clean_prompt(raw: str) -> str:
     """The prompt as it will be sent: whitespace trimmed and folded; raises UserFacingError with the reason."""
-    if _HIDDEN_CHARACTERS.search(raw):
+    if _has_hidden_characters(raw):
         raise UserFacingError(
             "Your prompt contains invisible or text-direction characters (such as zero-width spaces or "
             "right-to-left overrides). Please type it again as plain text."
         )
-    if _CONTROL_CHARACTERS.search(raw):
+    if _has_control_characters(raw):
         raise UserFacingError("Your prompt contains control characters. Please type it again as plain text.")
     prompt = " ".join(unicodedata.normalize("NFC", raw).split())
     if not prompt:

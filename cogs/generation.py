@@ -186,23 +186,25 @@ class GenerationCog(commands.Cog):
         parent: Generation | None,
     ) -> None:
         await self.service.check(origin, options, parent)
-        # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
-        # API call may take longer than Discord's 3 seconds, hence the deferral.
-        await interaction.response.defer(thinking=True)
-        try:
-            generation = await self.service.start(origin, options, parent=parent)
-        except BaseException:
-            # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-            raise
-        try:
-            message = await interaction.edit_original_response(embed=status_embed(generation))
-        except discord.HTTPException as error:
-            # The generation runs and will be announced anyway; only the status message is missing.
-            log.warning("Could not show the status of %s: %s", generation.reference, error)
-            return
-        await self.service.attach_status_message(generation, message.id)
+        # From here to the status message the command counts as under way: a shutdown waits for it.
+        async with self.service.submitting():
+            # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
+            # API call may take longer than Discord's 3 seconds, hence the deferral.
+            await interaction.response.defer(thinking=True)
+            try:
+                generation = await self.service.start(origin, options, parent=parent)
+            except BaseException:
+                # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.delete_original_response()
+                raise
+            try:
+                message = await interaction.edit_original_response(embed=status_embed(generation))
+            except discord.HTTPException as error:
+                # The generation runs and will be announced anyway; only the status message is missing.
+                log.warning("Could not show the status of %s: %s", generation.reference, error)
+                return
+            await self.service.attach_status_message(generation, message.id)
 
 
 async def setup(bot: VideoBot) -> None:

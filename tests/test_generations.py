@@ -144,3 +144,17 @@ async def test_a_shutdown_waits_for_the_answer_of_a_create_under_way(store: Gene
     with pytest.raises(UserFacingError, match="restarting"):
         await service.generate(HERE, GenerationOptions("too late"))
     assert api.creates == 1
+
+
+async def test_a_create_still_unanswered_after_the_grace_is_left_for_the_restart_to_report(
+    store: GenerationStore, clock: FakeClock
+) -> None:
+    api = SlowApi()
+    service = GenerationService(store, api, clock=clock)  # type: ignore[arg-type]
+    submission = asyncio.create_task(service.generate(HERE, GenerationOptions("never answered")))
+    while api.creates == 0:
+        await asyncio.sleep(0)
+    await service.drain(0.05)
+    assert submission.cancelled()
+    [row] = await store.recent_for_member(HERE.guild_id, HERE.user_id)
+    assert row.state is State.UNCONFIRMED and row.announced_at is None  # the tracker will tell the requester

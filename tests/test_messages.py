@@ -104,6 +104,17 @@ def test_secrets_are_redacted_from_every_log_record() -> None:
     )
     redactor.filter(webhook)
     assert "aW50ZXJhY3Rpb24" not in webhook.getMessage()
+    event = logging.LogRecord(
+        "discord.gateway",
+        logging.DEBUG,
+        __file__,
+        1,
+        "WebSocket Event: %s",
+        ({"d": {"token": "aW50ZXJhY3Rpb24tdG9rZW4"}},),
+        None,
+    )
+    redactor.filter(event)
+    assert "aW50ZXJhY3Rpb24tdG9rZW4" not in event.getMessage() and "'token': '[redacted]'" in event.getMessage()
     try:
         raise ValueError("bad key aiml-key-123")
     except ValueError:

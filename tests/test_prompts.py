@@ -37,6 +37,10 @@ def test_ordinary_punctuation_sql_looking_text_and_right_to_left_scripts_pass() 
         ("zero\u200bwidth", "invisible"),
         ("flip \u202eevil", "right-to-left"),
         ("bell\x07 cat", "control characters"),
+        ("csi\x9b cat", "control characters"),
+        ("arabic letter mark \u061c here", "invisible"),
+        ("tagged\U000e0041\U000e0042 text", "invisible"),
+        ("soft\u00adhyphen", "invisible"),
     ],
 )
 def test_bad_prompts_are_refused_with_the_reason(prompt: str, reason: str) -> None:

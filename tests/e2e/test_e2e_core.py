@@ -207,11 +207,6 @@ async def test_secrets_stay_out_of_logs_and_messages_at_debug(e2e: E2E) -> None:
     e2e.finish()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: bot/__main__.py:32 _URL_TOKENS redacts interaction tokens in URL paths only; discord.py's DEBUG "
-    "log of every gateway event ('WebSocket Event: {... 'token': ...}') prints each INTERACTION_CREATE token",
-)
 async def test_interaction_tokens_stay_out_of_the_debug_log(e2e: E2E) -> None:
     await e2e.start_bot(LOG_LEVEL="DEBUG")
     await e2e.ask("status")

@@ -301,14 +301,6 @@ async def test_sigkill_during_a_burst_of_writes_keeps_every_acknowledged_generat
     e2e.finish()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on SIGTERM VideoBot.close() (bot/app.py) waits 3 s for creates under way, then Discord's session, "
-    "the API session (bot/__main__.py run) and the database are closed under the still-running create: it ends in "
-    "'Session is closed' / 'Cannot operate on a closed database' tracebacks and GenerationService._start "
-    "(bot/generations.py) marks the row unconfirmed with requester_told=True although the member was never told, "
-    "so the restart does not report it either",
-)
 async def test_sigterm_during_a_create_in_flight_still_tells_the_requester(e2e: E2E) -> None:
     sim = e2e.sim
     await e2e.start_bot()

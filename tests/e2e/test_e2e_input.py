@@ -92,21 +92,6 @@ def with_image(
     return build
 
 
-BUG_C1 = pytest.mark.xfail(
-    reason="bug: bot/prompts.py:14 _CONTROL_CHARACTERS covers C0 controls and DEL only; C1 controls "
-    "(U+0080-U+009F, e.g. U+009B CSI) are accepted and sent to the API",
-    strict=True,
-)
-BUG_ALM = pytest.mark.xfail(
-    reason="bug: bot/prompts.py:13 _HIDDEN_CHARACTERS lists every bidi control but U+061C ARABIC LETTER MARK",
-    strict=True,
-)
-BUG_TAGS = pytest.mark.xfail(
-    reason="bug: bot/prompts.py:13 _HIDDEN_CHARACTERS misses the invisible TAG characters U+E0000-U+E007F, "
-    "which carry hidden ASCII text",
-    strict=True,
-)
-
 ADMIN_ROLE = DefaultIds.ADMIN_ROLE_1
 CASES: list[Any] = [
     # Prompts: empty, short, long.
@@ -144,17 +129,14 @@ CASES: list[Any] = [
     pytest.param(
         Case("generate", generate("jelly\x9bfish swims"), ("control characters",), user="bob"),
         id="c1-control",
-        marks=BUG_C1,
     ),
     pytest.param(
         Case("generate", generate("\u061cjellyfish swims"), ("text-direction",), user="bob"),
         id="arabic-letter-mark",
-        marks=BUG_ALM,
     ),
     pytest.param(
         Case("generate", generate("jellyfish swims\U000e0069\U000e0067\U000e006e"), ("invisible",), user="bob"),
         id="tag-characters",
-        marks=BUG_TAGS,
     ),
     pytest.param(
         Case("extend", with_ids(generation_id="{finished}", prompt="@everyone watch"), ("@everyone or @here",)),
