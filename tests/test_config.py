@@ -66,17 +66,16 @@ def test_secrets_never_show_in_a_repr() -> None:
     assert settings.discord_token.reveal() == "discord-secret-token"
 
 
+def run_bot(env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Start `python -m bot` in `folder` with only `env` (it exits before reaching Discord in these tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot"], env=env, cwd=folder, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_the_process_exits_2_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "AIML_API_KEY": "k", "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_bot(env, tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0]
@@ -86,15 +85,7 @@ def test_the_process_exits_2_with_one_line_naming_the_variable(tmp_path: Path) -
 def test_environment_variables_win_over_the_env_file(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DISCORD_TOKEN=from-file\nAIML_API_KEY=k\nPOLL_INTERVAL_SECONDS=oops\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POLL_INTERVAL_SECONDS": "also-bad"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_bot(env, tmp_path)
     assert result.returncode == 2
     assert "'also-bad'" in result.stderr
 
@@ -108,8 +99,6 @@ def test_an_unusable_database_path_is_named_with_exit_2(tmp_path: Path) -> None:
         "AIML_API_KEY": "k",
         "DATABASE_PATH": str(tmp_path / "a-file" / "bot.sqlite3"),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_bot(env, tmp_path)
     assert result.returncode == 2
     assert "DATABASE_PATH" in result.stderr and "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bot.simulator import RunningSimulator, SimulatorConfig, run_simulator
+from tests.conftest import FakeClock
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -23,22 +24,6 @@ CREATE = "/luma-ai/generations"
 LOOKUP = "/luma-ai/generation"
 V2 = "/v2/video/generations"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
