@@ -307,12 +307,11 @@ class GenerationService:
                 row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
             )
             raise
-        log.info("The API accepted row %d as %s", row.id, accepted.id)
+        # Logged before the row is updated, so the paid generation's id is on record even if that write fails.
+        log.info("The API accepted %s for row %d as %s", kind.value, row.id, accepted.id)
         if self._balance is not None:
             self._balance.note_spent()
-        generation = await self._store.mark_submitted(row.id, accepted, self._clock())
-        log.info("Generation %s started (row %d, %s)", accepted.id, row.id, kind.value)
-        return generation
+        return await self._store.mark_submitted(row.id, accepted, self._clock())
 
     def _refusal_message(self, error: VideoApiError, parent: Generation | None) -> str:
         if not isinstance(error, ApiNotFound):
