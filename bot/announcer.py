@@ -32,7 +32,7 @@ def _is_passing(error: BaseException) -> bool:
     """Errors worth trying again next cycle rather than routing around."""
     if isinstance(error, discord.HTTPException):
         return error.status >= 500 or error.status == 429
-    return isinstance(error, aiohttp.ClientError | TimeoutError | discord.GatewayNotFound)
+    return isinstance(error, aiohttp.ClientError | TimeoutError)
 
 
 class DiscordAnnouncer:

@@ -147,8 +147,18 @@ class GenerationService:
             await asyncio.wait(pending, timeout=1.0)
 
     async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
-        """Every rule of the server, checked without reserving anything, so that a refusal can be answered
-        before the command is acknowledged publicly. start() checks the limits again, atomically."""
+        """Every rule of the server, the limits included, checked without reserving anything, so that a refusal
+        can be answered before the command is acknowledged publicly. start() re-checks the limits atomically."""
+        rules = await self._permitted(origin, options, parent)
+        now = self._clock()
+        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
+        refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
+        if refusal is not None:
+            raise refusal
+        return rules
+
+    async def _permitted(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
+        """The server's rules, after checking who, where, what words and whose video (all but the limits)."""
         rules = await self._moderation.rules(origin.guild_id)
         check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
         check_prompt_allowed(rules, options.prompt)
@@ -162,11 +172,6 @@ class GenerationService:
                 f"Generation `{parent.reference}` belongs to another member, and this server lets members extend "
                 "only their own videos."
             )
-        now = self._clock()
-        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
-        refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
-        if refusal is not None:
-            raise refusal
         return rules
 
     def prepare(self, options: GenerationOptions, parent_api_id: str | None = None) -> GenerationOptions:
@@ -265,7 +270,8 @@ class GenerationService:
 
     async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
         kind = Kind.EXTEND if parent is not None else Kind.GENERATE
-        rules = await self.check(origin, options, parent)
+        # The limits are checked once, atomically with the insert, below.
+        rules = await self._permitted(origin, options, parent)
         if self._balance is not None:
             await self._balance.ensure_affordable()
         now = self._clock()

@@ -228,9 +228,28 @@ class GenerationStore:
                     await self._db.execute("BEGIN IMMEDIATE")
                     if admit is not None:
                         admit(await self._usage(guild_id, requester_id, counted_since))
-                    row_id = await self._insert_submitting(
-                        kind, guild_id, channel_id, requester_id, options, parent_api_id, now, model
-                    )
+                    async with self._db.execute(
+                        "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                        " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            kind.value,
+                            guild_id,
+                            channel_id,
+                            requester_id,
+                            options.prompt,
+                            options.aspect_ratio,
+                            int(options.expand_prompt),
+                            parent_api_id,
+                            State.SUBMITTING.value,
+                            now,
+                            now,
+                            model,
+                            json.dumps(options.extras, sort_keys=True),
+                        ),
+                    ) as cursor:
+                        assert cursor.lastrowid is not None
+                        row_id = cursor.lastrowid
                     await self._db.execute("COMMIT")
                     return row_id
                 except BaseException:
@@ -241,40 +260,6 @@ class GenerationStore:
         # Shielded: a cancelled command must not split the transaction and leave it open for every later write.
         row_id = await asyncio.shield(reserve())
         return await self._require(row_id)
-
-    async def _insert_submitting(
-        self,
-        kind: Kind,
-        guild_id: int,
-        channel_id: int,
-        requester_id: int,
-        options: GenerationOptions,
-        parent_api_id: str | None,
-        now: float,
-        model: str,
-    ) -> int:
-        async with self._db.execute(
-            "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-            " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                kind.value,
-                guild_id,
-                channel_id,
-                requester_id,
-                options.prompt,
-                options.aspect_ratio,
-                int(options.expand_prompt),
-                parent_api_id,
-                State.SUBMITTING.value,
-                now,
-                now,
-                model,
-                json.dumps(options.extras, sort_keys=True),
-            ),
-        ) as cursor:
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
 
     async def _usage(self, guild_id: int, requester_id: int, since: float) -> Usage:
         async with self._db.execute(

@@ -57,7 +57,6 @@ class Tracker:
         self._timeout_seconds = timeout_seconds
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     async def recover(self) -> list[Generation]:
         """At start: rows a crash left mid-create get an unknown outcome, to be reported, never resent."""
@@ -77,10 +76,6 @@ class Tracker:
                 await self._task
             self._task = None
 
-    def wake(self) -> None:
-        """Run a cycle now instead of waiting for the next period."""
-        self._wake.set()
-
     async def _run(self) -> None:
         while True:
             try:
@@ -90,9 +85,7 @@ class Tracker:
             except Exception:
                 # A bad cycle must not end tracking for good: log it and try again next period.
                 log.exception("Tracker cycle failed; retrying in %.1fs", self._poll_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-            self._wake.clear()
+            await asyncio.sleep(self._poll_interval)
 
     async def run_once(self) -> None:
         """One cycle: look up running generations, then announce finished ones."""
