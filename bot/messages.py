@@ -104,7 +104,7 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
     elif generation.state is State.FAILED:
         reason = plain(generation.failure_reason or "no reason given", 500)
         head = f"{mention} your video could not be made{where}: {reason}\nGeneration {reference} · **{prompt}**"
-        body = "\nFailed generations are not charged."
+        body = "\nIt does not count toward your daily limit: you can try again, perhaps with other words."
     elif generation.state is State.TIMED_OUT:
         reason = plain(generation.failure_reason or "It took too long.", 300)
         head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"

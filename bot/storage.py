@@ -100,14 +100,28 @@ class RuleEntry(StrEnum):
 
 @dataclass(frozen=True)
 class UsageReport:
-    """A server's generations over a period."""
+    """A server's generations over a period. `generations` and `extensions` are videos the API accepted and did
+    not report failed (so `charged` is their sum); `failures` and `refused` cost nothing."""
 
     generations: int
     extensions: int
     failures: int
     refused: int
     charged: int
+    # (member, videos), most videos first.
     top_members: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """How many generations are in one state (and one API state), how many of them were paid for, and how many
+    finished ones still wait to be announced."""
+
+    state: str
+    api_state: str | None
+    count: int
+    charged: int
+    unannounced: int
 
 
 _COLUMNS = (
@@ -290,11 +304,12 @@ class GenerationStore:
         return await self._usage(guild_id, requester_id, counted_since)
 
     async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
-        """A server's generations since `since`: counts by kind and outcome, and its most active members."""
+        """A server's generations since `since`, all counted one way: a video is a generation or extension the
+        API accepted and did not report failed (what is paid for); failures and refusals are counted apart."""
         async with self._db.execute(
             f"SELECT"
-            f" COUNT(*) FILTER (WHERE kind = 'generate' AND state != 'rejected'),"
-            f" COUNT(*) FILTER (WHERE kind = 'extend' AND state != 'rejected'),"
+            f" COUNT(*) FILTER (WHERE kind = 'generate' AND {_COUNTED}),"
+            f" COUNT(*) FILTER (WHERE kind = 'extend' AND {_COUNTED}),"
             f" COUNT(*) FILTER (WHERE state = 'failed'),"
             f" COUNT(*) FILTER (WHERE state = 'rejected'),"
             f" COUNT(*) FILTER (WHERE {_COUNTED})"
@@ -310,6 +325,15 @@ class GenerationStore:
         ) as cursor:
             top_members = [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
         return UsageReport(generations, extensions, failures, refused, charged, top_members)
+
+    async def state_counts(self) -> list[StateCount]:
+        """Every generation counted by state and by the API's own state, for the metrics."""
+        async with self._db.execute(
+            f"SELECT state, api_state, COUNT(*), COUNT(*) FILTER (WHERE {_COUNTED}),"
+            f" COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND announced_at IS NULL)"
+            f" FROM generations GROUP BY state, api_state"
+        ) as cursor:
+            return [StateCount(row[0], row[1], row[2], row[3], row[4]) for row in await cursor.fetchall()]
 
     async def mark_submitted(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
         """The API accepted the create: keep its id, from now on the tracker follows it."""

@@ -103,11 +103,14 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
     embed = discord.Embed(title=f"Video usage in this server, {period}", colour=discord.Colour.blurple())
     embed.add_field(name="Generations", value=str(report.generations), inline=True)
     embed.add_field(name="Extensions", value=str(report.extensions), inline=True)
-    embed.add_field(name="Failures (not charged)", value=str(report.failures), inline=True)
-    embed.add_field(name="Refused by the API", value=str(report.refused), inline=True)
     embed.add_field(name="Tokens spent", value=f"{summary.tokens_spent:,} ({report.charged} × 500,000)", inline=True)
-    top = "\n".join(f"<@{user}> — {count}" for user, count in report.top_members) or "nobody yet"
-    embed.add_field(name="Top members", value=top, inline=False)
+    embed.add_field(name="Failed (no cost)", value=str(report.failures), inline=True)
+    embed.add_field(name="Refused by the API (no cost)", value=str(report.refused), inline=True)
+    top = "\n".join(
+        f"<@{user}> — {videos} video{'s' if videos != 1 else ''}, {videos * TOKENS_PER_VIDEO:,} tokens"
+        for user, videos in report.top_members
+    )
+    embed.add_field(name="Top members", value=top or "nobody yet", inline=False)
     if balance is not None:
         videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
         embed.add_field(
@@ -115,7 +118,10 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
         )
     elif balance_known:
         embed.add_field(name="AI/ML account balance", value="not readable with this API key right now", inline=False)
-    embed.set_footer(text="Counted since midnight UTC at the start of the period.")
+    embed.set_footer(
+        text="Generations and extensions are the videos the API accepted and did not report failed, running ones "
+        "included: each costs 500,000 tokens. Counted since midnight UTC at the start of the period."
+    )
     return embed
 
 

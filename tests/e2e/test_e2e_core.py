@@ -141,7 +141,7 @@ async def test_generate_announce_status_and_extend(e2e: E2E, model: str) -> None
     failure = await e2e.wait_announcement(failing.generation_id)
     assert failure.channel_id == fake.general.id and alice.mention in failure.content
     assert "could not be made" in failure.content and "The generation failed (simulated)." in failure.content
-    assert "not charged" in failure.content
+    assert "does not count toward your daily limit" in failure.content
     references = [
         generation_id,
         extension_id,
