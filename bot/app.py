@@ -6,7 +6,9 @@ import hashlib
 import json
 import logging
 import secrets
+from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -17,9 +19,11 @@ from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .metrics import BotMetrics, TimedAnnouncer
 from .moderation import ModerationService
+from .startup import silence_voice_warnings
 from .storage import GenerationStore
-from .tracker import Tracker
+from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +68,28 @@ async def answer_privately(interaction: discord.Interaction, message: str) -> No
         log.warning("Could not send an error answer for interaction %s: %s", interaction.id, error)
 
 
+def command_name(interaction: discord.Interaction[VideoBot]) -> str:
+    return interaction.command.qualified_name if interaction.command else "unknown"
+
+
 class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
     """The one error handler for every slash command."""
+
+    async def interaction_check(self, interaction: discord.Interaction[VideoBot], /) -> bool:
+        # The first thing the tree does with a command: the acknowledgement latency counts from here.
+        if interaction.client.metrics is not None and interaction.type is discord.InteractionType.application_command:
+            interaction.client.metrics.interaction_received(interaction.id)
+        return True
 
     async def on_error(self, interaction: discord.Interaction[VideoBot], error: app_commands.AppCommandError) -> None:
         cause: BaseException = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         message = message_for_error(cause)
+        if interaction.client.metrics is not None:
+            outcome = "error" if message is None else "api_error" if isinstance(cause, VideoApiError) else "refused"
+            interaction.client.metrics.command_finished(command_name(interaction), outcome)
         if message is None:
             incident = error_id()
-            command = interaction.command.qualified_name if interaction.command else "unknown"
-            log.error("Command /%s failed [error %s]", command, incident, exc_info=cause)
+            log.error("Command /%s failed [error %s]", command_name(interaction), incident, exc_info=cause)
             message = (
                 f"Something went wrong on our side (error `{incident}`). Nothing was charged twice; "
                 "please try again, and tell the server's moderators if it keeps happening."
@@ -87,8 +103,16 @@ class VideoBot(commands.Bot):
     """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
 
     def __init__(
-        self, settings: Settings, store: GenerationStore, api: VideoApi, balance: BalanceService | None = None
+        self,
+        settings: Settings,
+        store: GenerationStore,
+        api: VideoApi,
+        balance: BalanceService | None = None,
+        metrics: BotMetrics | None = None,
     ) -> None:
+        silence_voice_warnings()
+        # Timings and 429s of discord.py's own requests, when metrics are on.
+        traced: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -99,18 +123,23 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            **traced,
         )
         self.settings = settings
+        self.metrics = metrics
+        # Kept by the gateway events below, for the heartbeat.
+        self.connected_to_discord = False
         self.store = store
         self.api = api
         self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
         self.balance = balance
         self.generations = GenerationService(store, api, moderation=self.moderation, balance=balance)
         self.announcer = DiscordAnnouncer(self)
+        announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,
             api,
-            self.announcer,
+            announcer,
             poll_interval=settings.poll_interval_seconds,
             timeout_seconds=settings.generation_timeout_seconds,
             balance=balance,
@@ -154,10 +183,23 @@ class VideoBot(commands.Bot):
                 self.tree.copy_global_to(guild=guild)
                 synced = await self.tree.sync(guild=guild)
                 log.info("Synced %d slash commands to the dev server %d", len(synced), guild.id)
-        except discord.HTTPException as error:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
             # The commands Discord already has keep working; the next start tries again.
             log.error("Could not sync slash commands: %s", error)
 
     async def on_ready(self) -> None:
         assert self.user is not None
+        self.connected_to_discord = True
         log.info("Logged in as %s (id %d) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        self.connected_to_discord = True
+
+    async def on_disconnect(self) -> None:
+        self.connected_to_discord = False
+
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction[VideoBot], command: app_commands.Command[Any, Any, Any]
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.command_finished(command.qualified_name, "ok")

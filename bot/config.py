@@ -61,6 +61,9 @@ class Settings:
     luma_model: str = LEGACY_MODEL
     # Log a warning (once an hour) when the account balance falls under this; 0 = never.
     low_balance_warning: float = 5_000_000
+    # Where Prometheus metrics are served; None (the default) serves none.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -104,6 +107,15 @@ def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | N
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -160,4 +172,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         global_daily_limit=_non_negative_int(env, "GLOBAL_DAILY_LIMIT"),
         luma_model=luma_model,
         low_balance_warning=low_balance_warning,
+        metrics_port=_port(env, "METRICS_PORT"),
+        metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
     )

@@ -57,6 +57,7 @@ class Tracker:
         self._timeout_seconds = timeout_seconds
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self.last_cycle_at: float | None = None  # read by the heartbeat
 
     async def recover(self) -> list[Generation]:
         """At start: rows a crash left mid-create get an unknown outcome, to be reported, never resent."""
@@ -95,6 +96,7 @@ class Tracker:
                 await step()
             except Exception:
                 log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
+        self.last_cycle_at = self._clock()
 
     async def _watch_balance(self) -> None:
         if self._balance is not None:
