@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -114,9 +115,10 @@ async def serve(settings: Settings, bot: VideoBot, metrics: BotMetrics | None) -
         try:
             await metrics_server.start(settings.metrics_host, settings.metrics_port)
         except OSError as error:
+            reason = "another program uses it" if error.errno == errno.EADDRINUSE else os.strerror(error.errno or 0)
             print(
                 f"Configuration error: METRICS_PORT {settings.metrics_port} can't be used on "
-                f"{settings.metrics_host}: {error.strerror or error}",
+                f"{settings.metrics_host}: {reason}",
                 file=sys.stderr,
             )
             return EXIT_CONFIG_ERROR

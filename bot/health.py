@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_PATH = "data/bot.sqlite3"
 # How often the bot rewrites its heartbeat, and how old it may get before the bot counts as hung.
-HEARTBEAT_INTERVAL_SECONDS = 10.0
+HEARTBEAT_INTERVAL_SECONDS = 5.0
 HEARTBEAT_STALE_AFTER_SECONDS = 60.0
 EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
 
