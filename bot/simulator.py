@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import errno
 import hmac
 import json
 import logging
 import math
+import os
 import random
 import signal
 import socket
@@ -38,6 +40,7 @@ V2_RESOLUTIONS = frozenset({"540p", "720p", "1080p", "4k"})
 PROMPT_MIN, PROMPT_MAX = 3, 5000
 MAX_LOOKUP_IDS = 100
 V2_CREDITS_USED = 120_000
+V2_USD_SPENT = 0.06
 FAILURE_REASON = "The generation failed (simulated)."
 
 # Fault vocabularies: an int is an HTTP status answered with an error body.
@@ -47,6 +50,7 @@ LookupFault = int | str
 # outcome the client cannot know yet (end-to-end tests kill the bot in that window).
 CREATE_FAULT_NAMES = frozenset({"reset", "accept_then_500", "accept_then_reset", "accept_then_slow"})
 LOOKUP_FAULT_NAMES = frozenset({"slow", "reset", "malformed"})
+EXIT_CANT_LISTEN = 1
 RANDOM_LOOKUP_FAULTS: tuple[LookupFault, ...] = (429, 500, 502, 504, "slow", "reset", "malformed")
 
 _STATUS_MESSAGES = {
@@ -95,6 +99,8 @@ class SimGeneration:
     fail: bool = False
     forced_state: str | None = None
     created_iso: str = ""
+    # What its create took from the balance; given back when it fails (the API does not charge failures).
+    charged: int = 0
 
 
 @dataclass
@@ -267,7 +273,7 @@ def _v2_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     body: dict[str, Any] = {"id": gen.id, "status": _V2_STATUS[state], "video": None, "error": None}
     if state == "completed":
         body["video"] = {"url": f"{_base_url(request)}/videos/{_file_stem(gen)}.mp4"}
-        body["meta"] = {"usage": {"credits_used": V2_CREDITS_USED}}
+        body["meta"] = {"usage": {"credits_used": V2_CREDITS_USED, "usd_spent": V2_USD_SPENT}}
     elif state == "failed":
         body["error"] = {"name": "GenerationError", "message": FAILURE_REASON}
     return body
@@ -359,12 +365,21 @@ def _accept(request: web.Request, gen: SimGeneration) -> None:
     state.generations[gen.id] = gen
     state.create_count += 1
     state.balance = _balance(request) - config.cost_per_video
+    gen.charged = config.cost_per_video
     log.info("Accepted %s generation %s (parent %s)", gen.kind, gen.id, gen.parent_id)
 
 
 def _balance(request: web.Request) -> float:
-    balance = request.app[STATE_KEY].balance
-    return request.app[CONFIG_KEY].balance if balance is None else balance
+    state, config = request.app[STATE_KEY], request.app[CONFIG_KEY]
+    if state.balance is None:
+        state.balance = config.balance
+    now = request.app[CLOCK_KEY]()
+    for gen in state.generations.values():
+        if gen.charged and _state_of(gen, config, now) == "failed":
+            # Refunded when the failure shows, as the API never charges a failed generation.
+            state.balance += gen.charged
+            gen.charged = 0
+    return state.balance
 
 
 def _new_generation(
@@ -764,33 +779,99 @@ async def run_simulator(
         await runner.cleanup()
 
 
+_CONTROLS_HELP = """\
+controls (no API key needed):
+  GET  /_sim/state                       generations, balance and request counts as JSON
+  POST /_sim/config                      change settings live, e.g. {"complete_after": 5, "balance": 0}
+  POST /_sim/create_faults               queue faults for the next creates: {"faults": [500, "reset"]}
+  POST /_sim/lookup_faults               queue faults for the next look-ups: {"faults": [429, "slow"]}
+  POST /_sim/generations/<id>/complete   finish a generation now (or .../fail to fail it)
+
+Video links point at this simulator (http://HOST:PORT/videos/...): Discord cannot fetch them from
+127.0.0.1, so announced links do not play in Discord unless --public-base-url names an address
+Discord can reach. Failed generations are not charged, as with the real API.
+"""
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.simulator", description="Offline simulator of the AI/ML video API."
+        prog="python -m bot.simulator",
+        description="Offline simulator of the AI/ML video API (Luma legacy and /v2 endpoints, billing). "
+        "Point the bot at it with AIML_API_BASE_URL=http://127.0.0.1:8787 and AIML_API_KEY=sim-key.",
+        epilog=_CONTROLS_HELP,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--api-key", default="sim-key")
-    parser.add_argument("--processing-after", type=float, default=5.0)
-    parser.add_argument("--complete-after", type=float, default=20.0)
-    parser.add_argument("--lookup-fault-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--legacy-disabled", action="store_true")
-    parser.add_argument("--public-base-url", default=None)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: reachable from containers)")
+    parser.add_argument("--port", type=int, default=8787, help="port to listen on")
+    parser.add_argument("--api-key", default="sim-key", help="the API key requests must carry (Bearer)")
+    parser.add_argument(
+        "--processing-after", type=float, default=5.0, help="seconds after a create until it reports 'processing'"
+    )
+    parser.add_argument(
+        "--complete-after", type=float, default=20.0, help="seconds after a create until it is completed (or failed)"
+    )
+    parser.add_argument(
+        "--fail-marker", default="#fail", help="a prompt containing this text fails instead of completing"
+    )
+    parser.add_argument(
+        "--lookup-fault-rate",
+        type=float,
+        default=0.0,
+        help="share of look-ups (0 to 1) answered with a random fault: 429, 5xx, a slow answer, a reset, bad JSON",
+    )
+    parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds its answer")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random faults, to repeat a run (default: new each run)",
+    )
+    parser.add_argument("--balance", type=float, default=1_000_000_000.0, help="the account's starting balance")
+    parser.add_argument(
+        "--cost-per-video", type=int, default=500_000, help="tokens each accepted create takes from the balance"
+    )
+    parser.add_argument(
+        "--legacy-disabled", action="store_true", help="answer 404 on the legacy /luma-ai endpoints, as if retired"
+    )
+    parser.add_argument(
+        "--public-base-url",
+        default=None,
+        help="base of the video links in answers, e.g. https://sim.example.org, when Discord must fetch them "
+        "(default: the address the request came to)",
+    )
     return parser.parse_args(argv)
 
 
-async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option (unless it says its own or has none), and the controls list kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+async def _serve(config: SimulatorConfig, host: str, port: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Not available on Windows; Ctrl-C then surfaces as KeyboardInterrupt, handled in main().
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with run_simulator(config, host=host, port=port) as sim:
-        print(f"Simulator listening on {sim.base_url} (API key: {config.api_key})", flush=True)
-        await stop.wait()
+    try:
+        async with run_simulator(config, host=host, port=port) as sim:
+            print(f"Simulator listening on {sim.base_url} (API key: {config.api_key})", flush=True)
+            await stop.wait()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "is already in use (another simulator?); choose another with --port"
+        else:
+            reason = f"can't be used: {os.strerror(error.errno or 0)}"
+        print(f"Simulator not started: port {port} on {host} {reason}", file=sys.stderr)
+        return EXIT_CANT_LISTEN
     log.info("Simulator stopped")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -800,13 +881,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         processing_after=args.processing_after,
         complete_after=args.complete_after,
+        fail_marker=args.fail_marker,
         lookup_fault_rate=args.lookup_fault_rate,
+        slow_seconds=args.slow_seconds,
         seed=args.seed,
         legacy_enabled=not args.legacy_disabled,
+        balance=args.balance,
+        cost_per_video=args.cost_per_video,
         public_base_url=args.public_base_url,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config, args.host, args.port))
+        return asyncio.run(_serve(config, args.host, args.port))
     return 0
 
 
