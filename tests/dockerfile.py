@@ -1,4 +1,4 @@
-"""Reading the Dockerfile and an env file the way Docker does, for tests that reproduce `docker run` without an engine."""
+"""Reading the Dockerfile and an env file as Docker does, for tests that reproduce `docker run` without an engine."""
 
 from __future__ import annotations
 

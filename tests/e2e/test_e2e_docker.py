@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.dockerfile import REPO_ROOT, env_file, exec_form, image_environment, instructions
 
-from .harness import STEP, E2E
+from .harness import E2E, STEP
 
 VOLUME = "/data"
 
