@@ -68,9 +68,15 @@ class BalanceService:
         """Refuse a submission the balance cannot cover; an unreadable balance lets it through."""
         reading = await self.read()
         if reading is not None and reading.amount < self._cost:
+            # The numbers are the operator's business: they go to the log, the member hears what to do.
+            log.warning(
+                "Refused a submission: the AI/ML balance (%.0f) can't cover a video (%d tokens)",
+                reading.amount,
+                self._cost,
+            )
             raise UserFacingError(
-                f"Video generation is paused: the bot's AI/ML balance ({reading.amount:,.0f}) can't cover a video "
-                f"({self._cost:,} tokens). Nothing was sent or charged; please tell the server's moderators."
+                "Video generation is paused: the bot's account can't cover a video right now. Nothing was sent; "
+                "please tell the server's moderators."
             )
 
     def note_spent(self) -> None:

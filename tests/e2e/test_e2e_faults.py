@@ -174,6 +174,7 @@ async def test_create_refusals_and_outages_are_explained_privately(e2e: E2E) -> 
     before = e2e.creates()
     answer = await e2e.ask("generate", {"prompt": "A yellow balloon, one too many"})
     assert_private(answer, "paused", "can't cover a video", "Nothing was sent")
+    assert "balance" not in answer.text and "can't cover a video (500000 tokens)" in e2e.bot.log()
     assert e2e.creates() == before
 
     # Nothing about the failed commands was announced later, and nothing of theirs was created twice.
