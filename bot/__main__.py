@@ -115,7 +115,7 @@ async def serve(settings: Settings, bot: VideoBot, metrics: BotMetrics | None) -
         try:
             await metrics_server.start(settings.metrics_host, settings.metrics_port)
         except OSError as error:
-            reason = "another program uses it" if error.errno == errno.EADDRINUSE else os.strerror(error.errno or 0)
+            reason = "another program uses it" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
             print(
                 f"Configuration error: METRICS_PORT {settings.metrics_port} can't be used on "
                 f"{settings.metrics_host}: {reason}",
