@@ -61,6 +61,9 @@ class Settings:
     luma_model: str = LEGACY_MODEL
     # Log a warning (once an hour) when the account balance falls under this; 0 = never.
     low_balance_warning: float = 5_000_000
+    # A create whose answer never came is first looked for in the account's list after this long, and for this long.
+    reconcile_first_check_seconds: float = 30.0
+    reconcile_window_minutes: float = 60.0
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -84,6 +87,13 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _bounded_float(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    value = _positive_float(env, name, default)
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {env[name].strip()!r}")
     return value
 
 
@@ -160,4 +170,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         global_daily_limit=_non_negative_int(env, "GLOBAL_DAILY_LIMIT"),
         luma_model=luma_model,
         low_balance_warning=low_balance_warning,
+        reconcile_first_check_seconds=_bounded_float(env, "RECONCILE_FIRST_CHECK_SECONDS", 30.0, 60.0),
+        reconcile_window_minutes=_bounded_float(env, "RECONCILE_WINDOW_MINUTES", 60.0, 24 * 60.0),
     )

@@ -102,3 +102,21 @@ def test_an_unusable_database_path_is_named_with_exit_2(tmp_path: Path) -> None:
     result = run_bot(env, tmp_path)
     assert result.returncode == 2
     assert "DATABASE_PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["not a database", "unopenable"])
+def test_a_database_sqlite_cannot_open_stops_the_bot_with_its_one_line_and_nothing_after(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "not a database":
+        path = tmp_path / "notes.txt"
+        path.write_text("these are notes, not a database\n" * 200)
+    else:
+        path = Path("/proc/version")  # a file, but not one SQLite can open
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "t0ken", "AIML_API_KEY": "k3y"}
+    for _ in range(3):  # the leftover thread's noise was a race: look more than once
+        result = run_bot(env | {"DATABASE_PATH": str(path)}, tmp_path)
+        assert result.returncode == 2
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("Configuration error: DATABASE_PATH") and str(path) in last
+        assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
