@@ -19,6 +19,7 @@ def test_defaults_apply_when_only_the_secrets_are_set() -> None:
     assert settings.generation_timeout_seconds == 30 * 60
     assert settings.dev_guild_id is None
     assert settings.log_level == "INFO"
+    assert (settings.reconcile_first_check_seconds, settings.reconcile_window_minutes) == (30, 60)
 
 
 def test_values_are_read_and_fractions_allowed() -> None:
@@ -51,6 +52,10 @@ def test_values_are_read_and_fractions_allowed() -> None:
         ("GENERATION_TIMEOUT_MINUTES", "-1"),
         ("DEV_GUILD_ID", "my-server"),
         ("LOG_LEVEL", "LOUD"),
+        ("RECONCILE_FIRST_CHECK_SECONDS", "0"),
+        ("RECONCILE_FIRST_CHECK_SECONDS", "61"),
+        ("RECONCILE_WINDOW_MINUTES", "forever"),
+        ("RECONCILE_WINDOW_MINUTES", "1441"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:
