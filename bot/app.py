@@ -21,8 +21,9 @@ from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
 from .metrics import BotMetrics, TimedAnnouncer
 from .moderation import ModerationService
+from .reconcile import CheckSchedule, Reconciler
 from .startup import silence_voice_warnings
-from .storage import GenerationStore
+from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def message_for_error(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, VideoApiError):
         return error.user_message
+    if isinstance(error, StorageUnavailable):
+        return "The bot can't save anything right now (its database can't be written), so nothing was changed."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works in servers, not in direct messages."
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -91,8 +94,9 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
             incident = error_id()
             log.error("Command /%s failed [error %s]", command_name(interaction), incident, exc_info=cause)
             message = (
-                f"Something went wrong on our side (error `{incident}`). Nothing was charged twice; "
-                "please try again, and tell the server's moderators if it keeps happening."
+                f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
+                "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
+                "Tell the server's moderators if this keeps happening."
             )
         elif isinstance(cause, VideoApiError):
             log.warning("Command failed on the video API: %s", cause)
@@ -133,7 +137,13 @@ class VideoBot(commands.Bot):
         self.api = api
         self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
         self.balance = balance
-        self.generations = GenerationService(store, api, moderation=self.moderation, balance=balance)
+        schedule = CheckSchedule(
+            first_check_seconds=settings.reconcile_first_check_seconds,
+            window_seconds=settings.reconcile_window_minutes * 60,
+        )
+        self.generations = GenerationService(
+            store, api, moderation=self.moderation, balance=balance, check_schedule=schedule
+        )
         self.announcer = DiscordAnnouncer(self)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
@@ -143,12 +153,13 @@ class VideoBot(commands.Bot):
             poll_interval=settings.poll_interval_seconds,
             timeout_seconds=settings.generation_timeout_seconds,
             balance=balance,
+            reconciler=Reconciler(store, api, schedule=schedule),
         )
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.tracker.recover()
+        await self.generations.recover_interrupted()
         await self.sync_commands()
         self.tracker.start()
 

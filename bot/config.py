@@ -64,6 +64,9 @@ class Settings:
     # Where Prometheus metrics are served; None (the default) serves none.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # A create whose answer never came is first looked for in the account's list after this long, and for this long.
+    reconcile_first_check_seconds: float = 30.0
+    reconcile_window_minutes: float = 60.0
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -87,6 +90,13 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _bounded_float(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    value = _positive_float(env, name, default)
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {env[name].strip()!r}")
     return value
 
 
@@ -174,4 +184,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         low_balance_warning=low_balance_warning,
         metrics_port=_port(env, "METRICS_PORT"),
         metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
+        reconcile_first_check_seconds=_bounded_float(env, "RECONCILE_FIRST_CHECK_SECONDS", 30.0, 60.0),
+        reconcile_window_minutes=_bounded_float(env, "RECONCILE_WINDOW_MINUTES", 60.0, 24 * 60.0),
     )

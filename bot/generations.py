@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
@@ -22,6 +23,7 @@ from .models import (
     Generation,
     GenerationOptions,
     Kind,
+    ListedGeneration,
     State,
 )
 from .moderation import ModerationService
@@ -36,12 +38,36 @@ from .quota import (
     check_prompt_allowed,
     day_start,
 )
-from .storage import GenerationStore
+from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
+from .storage import GenerationStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
 RESTARTING = "The bot is restarting. Nothing was sent; please try again in a minute."
+STORAGE_DOWN = (
+    "The bot can't take new videos right now: its database can't be written. Nothing was sent or charged. "
+    "The bot's operator can see why in its log; please try again later."
+)
+NO_LIST_UNCONFIRMED = (
+    "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
+    "confirm it. It was not sent again, to avoid paying twice; if the video arrives, `/status` will show it."
+)
+# An accepted id whose write failed is written again after this long, doubling up to the cap, until it is stored.
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_SECONDS = 30.0
+
+
+def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
+    """What the requester of a create with an unknown outcome is told while the bot looks for it."""
+    cause = (
+        "The bot restarted while sending this request" if restarted else "The video service did not answer this request"
+    )
+    return (
+        f"{cause}, so the bot is checking with the video service whether it arrived. It was not sent again, so "
+        f"nothing is paid twice. Within {schedule.window_minutes} minutes the bot posts here either your video or "
+        "word that the request never arrived (then trying again is safe)."
+    )
 
 
 class VideoApi(Protocol):
@@ -58,6 +84,12 @@ class VideoApi(Protocol):
     def model_for(self, parent_api_id: str | None) -> str:
         """The model a new generation, or an extension of `parent_api_id`, is made with."""
         ...
+
+    def can_list(self, model: str) -> bool:
+        """Whether the account's list of generations shows those of `model` (to find a create whose answer was lost)."""
+        ...
+
+    async def list_generations(self) -> list[ListedGeneration]: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,7 @@ def _ended_how(generation: Generation) -> str:
         State.TIMED_OUT: "timed out",
         State.REJECTED: "was refused by the video service",
         State.UNCONFIRMED: "was never confirmed by the video service",
+        State.NOT_RECEIVED: "never reached the video service",
     }.get(generation.state, f"is {generation.display_state}")
 
 
@@ -104,11 +137,15 @@ class GenerationService:
         moderation: ModerationService | None = None,
         balance: BalanceService | None = None,
         clock: Callable[[], float] = time.time,
+        check_schedule: CheckSchedule = DEFAULT_SCHEDULE,
     ) -> None:
         self._store = store
         self._api = api
         self._clock = clock
         self._balance = balance
+        self._check_schedule = check_schedule
+        # Writes of outcomes the API already gave (an accepted id above all) that the database refused for now.
+        self._pending_records: set[asyncio.Task[None]] = set()
         # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
         self._in_flight: dict[asyncio.Task[Any], int] = {}
         self._closing = False
@@ -132,19 +169,21 @@ class GenerationService:
     async def drain(self, grace_seconds: float) -> None:
         """Refuse new submissions; give those under way `grace_seconds` to finish, then cancel them.
 
-        A cancelled create is recorded as unconfirmed and left for the tracker to report after the restart,
-        while the database and the connections are still open."""
+        A cancelled create is left for reconciliation to look for after the restart, while the database and the
+        connections are still open."""
         self._closing = True
         tasks = set(self._in_flight)
-        if not tasks:
-            return
-        log.info("Waiting for %d submissions under way", len(tasks))
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
+        if tasks:
+            log.info("Waiting for %d submissions under way", len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("Cancelled %d submissions still waiting for the API; they will be looked for", len(pending))
+                await asyncio.wait(pending, timeout=1.0)
+        for task in set(self._pending_records):
+            # Their rows stay 'submitting' (the API's answers are in the log): the restart looks for them.
             task.cancel()
-        if pending:
-            log.warning("Cancelled %d submissions still waiting for the API; they will be reported", len(pending))
-            await asyncio.wait(pending, timeout=1.0)
 
     async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
         """Every rule of the server, the limits included, checked without reserving anything, so that a refusal
@@ -206,7 +245,7 @@ class GenerationService:
     async def extendable(self, guild_id: int, reference: str) -> Generation:
         """The finished video of this server that `reference` names; raises UserFacingError with the reason."""
         parent = await self.find(guild_id, reference)
-        if parent.state is State.RUNNING or parent.state is State.SUBMITTING:
+        if not parent.state.is_final:
             raise UserFacingError(
                 f"Generation `{parent.reference}` is not finished yet (it is {parent.display_state}). "
                 "You can extend it once its video is announced."
@@ -245,7 +284,10 @@ class GenerationService:
         fresh = await self._api.fetch(generation.api_id)
         if fresh is None or (generation.state is State.TIMED_OUT and not fresh.is_final):
             return generation
-        return await self._store.apply_api_update(generation.id, fresh, self._clock(), expected=generation.state)
+        try:
+            return await self._store.apply_api_update(generation.id, fresh, self._clock(), expected=generation.state)
+        except StorageUnavailable:
+            return generation  # the tracker stores it once the database works again
 
     async def history(self, guild_id: int, user_id: int) -> list[Generation]:
         """A member's latest generations in this server, newest first."""
@@ -256,8 +298,14 @@ class GenerationService:
         return await self._store.search_references(guild_id, text.strip())
 
     async def attach_status_message(self, generation: Generation, message_id: int) -> None:
-        """Remember the public status message so the announcement can reply to it."""
-        await self._store.set_status_message(generation.id, message_id)
+        """Remember the public status message so the announcement can reply to it (a nicety: the video is announced
+        without it if the database can't take it now)."""
+        try:
+            await self._store.set_status_message(generation.id, message_id)
+        except StorageUnavailable:
+            log.warning(
+                "Row %d: the status message's id could not be stored; the announcement won't reply to it", generation.id
+            )
 
     async def start(self, origin: Origin, options: GenerationOptions, *, parent: Generation | None) -> Generation:
         """Record and send one create (or extend, with a parent) request, exactly once.
@@ -281,43 +329,126 @@ class GenerationService:
             if refusal is not None:
                 raise refusal
 
-        row = await self._store.insert_submitting(
-            kind=kind,
-            guild_id=origin.guild_id,
-            channel_id=origin.channel_id,
-            requester_id=origin.user_id,
-            options=options,
-            parent_api_id=parent.api_id if parent else None,
-            now=now,
-            model=self._api.model_for(parent.api_id if parent else None),
-            admit=admit,
-            counted_since=day_start(now),
-        )
+        try:
+            row = await self._store.insert_submitting(
+                kind=kind,
+                guild_id=origin.guild_id,
+                channel_id=origin.channel_id,
+                requester_id=origin.user_id,
+                options=options,
+                parent_api_id=parent.api_id if parent else None,
+                now=now,
+                model=self._api.model_for(parent.api_id if parent else None),
+                admit=admit,
+                counted_since=day_start(now),
+            )
+        except StorageUnavailable as error:
+            raise UserFacingError(STORAGE_DOWN) from error
         try:
             if parent is not None and parent.api_id is not None:
                 accepted = await self._api.extend(parent.api_id, options)
             else:
                 accepted = await self._api.create(options)
         except CreateOutcomeUnknown as error:
-            log.warning("Create for row %d has an unknown outcome, not resending: %s", row.id, error)
-            await self._store.mark_unconfirmed(row.id, error.user_message, self._clock(), requester_told=True)
-            raise UserFacingError(error.user_message) from error
+            return await self._outcome_unknown(row, error)
         except VideoApiError as error:
             message = self._refusal_message(error, parent)
             log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
-            await self._store.mark_rejected(row.id, message, self._clock())
+            now = self._clock()
+            await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
             raise UserFacingError(message) from error
         except BaseException:
-            # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: say so, never resend.
-            await self._store.mark_unconfirmed(
-                row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
-            )
+            # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: look for it, never resend.
+            await self._look_for(row, requester_told=False)
             raise
         # Logged before the row is updated, so the paid generation's id is on record even if that write fails.
         log.info("The API accepted %s for row %d as %s", kind.value, row.id, accepted.id)
         if self._balance is not None:
             self._balance.note_spent()
-        return await self._store.mark_submitted(row.id, accepted, self._clock())
+        now = self._clock()
+        on_the_way = replace(row, api_id=accepted.id, api_state=accepted.state, state=State.RUNNING, submitted_at=now)
+        return await self._record(on_the_way, lambda: self._store.mark_submitted(row.id, accepted, now))
+
+    async def recover_interrupted(self) -> list[Generation]:
+        """At start: creates a stop cut off before their answer was stored are looked for (or reported where
+        nothing can find them), never resent."""
+        recovered = []
+        for row in await self._store.interrupted_submissions():
+            log.warning("Row %d was being sent when the bot stopped: its outcome is unknown, not resending", row.id)
+            recovered.append(await self._look_for(row, requester_told=False))
+        return recovered
+
+    async def _outcome_unknown(self, row: Generation, error: CreateOutcomeUnknown) -> Generation:
+        """The create may have been accepted: look for it where the endpoint allows, and say so honestly."""
+        sent_at = datetime.fromtimestamp(row.created_at, UTC).isoformat(timespec="seconds")
+        if self._api.can_list(row.model):
+            log.warning(
+                "Create for row %d (sent %s) has an unknown outcome: %s. Not resending; looking for it in the "
+                "account's list of generations",
+                row.id,
+                sent_at,
+                error,
+            )
+            return await self._look_for(row, requester_told=True)
+        log.warning(
+            "Create for row %d has an unknown outcome: %s. Not resending. %s keeps no list of generations, so check "
+            "by hand for one made at about %s UTC with prompt %r (server %d, channel %d, member %d); "
+            "`python -m bot.adopt %d <generation id>` hands a found one to the bot",
+            row.id,
+            error,
+            row.model,
+            sent_at,
+            row.prompt[:200],
+            row.guild_id,
+            row.channel_id,
+            row.requester_id,
+            row.id,
+        )
+        await self._look_for(row, requester_told=True)
+        raise UserFacingError(NO_LIST_UNCONFIRMED) from error
+
+    async def _look_for(self, row: Generation, *, requester_told: bool) -> Generation:
+        """Hand a create with an unknown outcome to reconciliation (or, where nothing can find it, to the tracker's
+        report); the requester hears the outcome either way."""
+        now = self._clock()
+        if not self._api.can_list(row.model):
+            unconfirmed = replace(row, state=State.UNCONFIRMED, failure_reason=NO_LIST_UNCONFIRMED)
+            return await self._record(
+                unconfirmed,
+                lambda: self._store.mark_unconfirmed(row.id, NO_LIST_UNCONFIRMED, now, requester_told=requester_told),
+            )
+        next_check_at, check_until = self._check_schedule.start(now)
+        note = checking_note(self._check_schedule, restarted=not requester_told)
+        return await self._record(
+            replace(row, state=State.CHECKING, failure_reason=note),
+            lambda: self._store.mark_checking(
+                row.id, note, now, next_check_at=next_check_at, check_until=check_until, requester_told=requester_told
+            ),
+        )
+
+    async def _record(self, expected: Generation, write: Callable[[], Awaitable[Generation]]) -> Generation:
+        """Store what the API answered. If the database refuses, keep trying in the background and go on with
+        `expected`: the answer is never lost while the process lives (and a restart looks for the row)."""
+        try:
+            return await write()
+        except StorageUnavailable:
+            task = asyncio.create_task(self._record_later(expected, write), name=f"record-row-{expected.id}")
+            self._pending_records.add(task)
+            task.add_done_callback(self._pending_records.discard)
+            return expected
+
+    @staticmethod
+    async def _record_later(expected: Generation, write: Callable[[], Awaitable[Generation]]) -> None:
+        delay = RECORD_RETRY_FIRST_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
+            with contextlib.suppress(StorageUnavailable):
+                await write()
+                log.info(
+                    "Row %d is recorded as %s, after the database refused it for a while", expected.id, expected.state
+                )
+                return
 
     def _refusal_message(self, error: VideoApiError, parent: Generation | None) -> str:
         if not isinstance(error, ApiNotFound):

@@ -22,7 +22,9 @@ _STATE_COLOURS = {
     State.FAILED: discord.Colour.red(),
     State.TIMED_OUT: discord.Colour.orange(),
     State.REJECTED: discord.Colour.red(),
+    State.CHECKING: discord.Colour.gold(),
     State.UNCONFIRMED: discord.Colour.orange(),
+    State.NOT_RECEIVED: discord.Colour.dark_grey(),
 }
 
 
@@ -105,6 +107,15 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
         reason = plain(generation.failure_reason or "no reason given", 500)
         head = f"{mention} your video could not be made{where}: {reason}\nGeneration {reference} · **{prompt}**"
         body = "\nIt does not count toward your daily limit: you can try again, perhaps with other words."
+    elif generation.state is State.CHECKING:
+        # No backticked reference: the announcement that follows must not be mistaken for this notice.
+        reason = plain(generation.failure_reason or "The bot is checking whether the video service got it.", 800)
+        head = f"{mention} {reason}{where}\n"
+        body = f"Request #{generation.id} · **{prompt}**"
+    elif generation.state is State.NOT_RECEIVED:
+        reason = plain(generation.failure_reason or "Trying again is safe.", 500)
+        head = f"{mention} your video request never reached the video service{where}. {reason}\n"
+        body = f"Request {reference} · **{prompt}**"
     elif generation.state is State.TIMED_OUT:
         reason = plain(generation.failure_reason or "It took too long.", 300)
         head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"

@@ -40,12 +40,17 @@ class State(StrEnum):
     TIMED_OUT = "timed_out"
     # The API refused the create request, so nothing was made and nothing was paid.
     REJECTED = "rejected"
-    # The create request may have reached the API but no answer came back; it is never resent.
+    # The create request may have reached the API but no answer came back; it is never resent. The bot is looking
+    # for it in the account's list of generations, to adopt it if the API made it.
+    CHECKING = "checking"
+    # No answer came back and nothing could confirm the request either way (an endpoint without a list).
     UNCONFIRMED = "unconfirmed"
+    # No answer came back and the account's list never showed the request: nothing was made or charged.
+    NOT_RECEIVED = "not_received"
 
     @property
     def is_final(self) -> bool:
-        return self not in (State.SUBMITTING, State.RUNNING)
+        return self not in (State.SUBMITTING, State.RUNNING, State.CHECKING)
 
     @property
     def label(self) -> str:
@@ -59,7 +64,9 @@ _STATE_LABELS = {
     State.FAILED: "failed",
     State.TIMED_OUT: "timed out",
     State.REJECTED: "refused by the API",
+    State.CHECKING: "checking with the video service",
     State.UNCONFIRMED: "unconfirmed",
+    State.NOT_RECEIVED: "not received by the video service",
 }
 
 
@@ -85,6 +92,8 @@ class ApiGeneration:
     estimate_wait_seconds: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     credits_used: int | None = None
+    # When the API made it (epoch seconds), where the answer says.
+    created_at: float | None = None
 
     @property
     def is_completed(self) -> bool:
@@ -97,6 +106,14 @@ class ApiGeneration:
     @property
     def is_final(self) -> bool:
         return self.is_completed or self.is_failed
+
+
+@dataclass(frozen=True)
+class ListedGeneration:
+    """One entry of the account's list of generations: enough to recognise a request by its prompt."""
+
+    id: str
+    prompt: str
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,14 @@ class Generation:
     delivery: Delivery | None
     model: str = LEGACY_MODEL
     extras: dict[str, Any] = field(default_factory=dict)
+    # While CHECKING: when the account's list is next read for it, until when it is looked for, and the last time
+    # the list was read successfully (a request never seen by then was not received).
+    next_check_at: float | None = None
+    check_until: float | None = None
+    list_read_at: float | None = None
+    check_attempts: int = 0
+    # When the requester was told that the bot is checking (the command's answer, or a notice after a restart).
+    notice_sent_at: float | None = None
 
     @property
     def display_state(self) -> str:

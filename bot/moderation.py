@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .errors import UserFacingError
@@ -13,6 +13,14 @@ from .storage import GenerationStore, RuleEntry, UsageReport
 
 MAX_LIST_ENTRIES = 50
 MAX_PHRASE_LENGTH = 100
+MAX_USAGE_DAYS = 365
+# The documented range of each limit a moderator sets (0 = no limit).
+LIMIT_MAXIMUMS = {
+    "user_daily": 1_000_000,
+    "server_daily": 1_000_000,
+    "user_concurrent": 1_000_000,
+    "cooldown_seconds": 1_000_000,
+}
 
 
 @dataclass(frozen=True)
@@ -57,14 +65,25 @@ class ModerationService:
     async def rules(self, guild_id: int) -> GuildRules:
         return await self._store.guild_rules(guild_id, self._defaults)
 
-    async def set_limits(self, guild_id: int, values: dict[str, int]) -> GuildRules:
+    async def set_limits(self, guild_id: int, values: Mapping[str, object]) -> GuildRules:
+        """Set some of a server's limits; each must be a whole number in its range, whatever the client sent."""
+        checked: dict[str, int] = {}
         for name, value in values.items():
-            if value < 0:
-                raise UserFacingError(f"`{name}` can't be negative; use 0 for no limit.")
-        await self._store.set_guild_limits(guild_id, values, self._clock())
+            maximum = LIMIT_MAXIMUMS.get(name)
+            if maximum is None:
+                raise UserFacingError(f"There is no limit called `{name}`.")
+            # bool is an int to Python, and a float or a string may arrive from a client that skips Discord's checks.
+            if type(value) is not int or not 0 <= value <= maximum:
+                raise UserFacingError(
+                    f"`{name}` must be a whole number from 0 to {maximum:,} (0 means no limit); got `{value!s:.40}`."
+                )
+            checked[name] = value
+        await self._store.set_guild_limits(guild_id, checked, self._clock())
         return await self.rules(guild_id)
 
-    async def set_sharing(self, guild_id: int, allowed: bool) -> GuildRules:
+    async def set_sharing(self, guild_id: int, allowed: object) -> GuildRules:
+        if not isinstance(allowed, bool):
+            raise UserFacingError("`allowed` must be true or false.")
         await self._store.set_members_share_videos(guild_id, allowed, self._clock())
         return await self.rules(guild_id)
 
@@ -100,6 +119,8 @@ class ModerationService:
 
     async def usage(self, guild_id: int, days: int) -> UsageSummary:
         """A server's usage over the last `days` days (today counts as one)."""
+        if type(days) is not int or not 1 <= days <= MAX_USAGE_DAYS:
+            raise UserFacingError(f"`days` must be a whole number from 1 to {MAX_USAGE_DAYS}; got `{days!s:.40}`.")
         since = day_start(self._clock()) - (days - 1) * DAY_SECONDS
         return UsageSummary(days=days, since=since, report=await self._store.usage_report(guild_id, since))
 

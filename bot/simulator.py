@@ -50,6 +50,7 @@ LookupFault = int | str
 # outcome the client cannot know yet (end-to-end tests kill the bot in that window).
 CREATE_FAULT_NAMES = frozenset({"reset", "accept_then_500", "accept_then_reset", "accept_then_slow"})
 LOOKUP_FAULT_NAMES = frozenset({"slow", "reset", "malformed"})
+LIST_FAULT_NAMES = frozenset({"reset"})
 EXIT_CANT_LISTEN = 1
 RANDOM_LOOKUP_FAULTS: tuple[LookupFault, ...] = (429, 500, 502, 504, "slow", "reset", "malformed")
 
@@ -122,6 +123,8 @@ class SimulatorState:
     requests: list[RecordedRequest] = field(default_factory=list)
     create_faults: collections.deque[CreateFault] = field(default_factory=collections.deque)
     lookup_faults: collections.deque[LookupFault] = field(default_factory=collections.deque)
+    # Faults for the account's list of generations: an HTTP status, or "reset".
+    list_faults: collections.deque[LookupFault] = field(default_factory=collections.deque)
     # None until create_app fills it from the config, so a caller-provided state keeps its own value.
     balance: float | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -148,7 +151,11 @@ class _Aborted(Exception):
 
 
 def _iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return _iso_at(time.time())
+
+
+def _iso_at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _error(request: web.Request, status: int, message: str | None = None, **extra: Any) -> web.Response:
@@ -404,7 +411,7 @@ def _new_generation(
         image_url=image_url,
         image_end_url=image_end_url,
         fail=bool(marker) and marker.lower() in prompt.lower(),
-        created_iso=_iso_now(),
+        created_iso=_iso_at(request.app[CLOCK_KEY]()),
     )
 
 
@@ -507,6 +514,23 @@ async def legacy_lookup(request: web.Request) -> web.Response:
     # Shuffled on purpose: the client must match by id, never by position.
     request.app[STATE_KEY].rng.shuffle(found)
     return web.json_response(found)
+
+
+async def legacy_list(request: web.Request) -> web.Response:
+    """Every legacy generation of the account, oldest first, as `{"luma_generation_id", "prompt"}`."""
+    state = request.app[STATE_KEY]
+    if state.list_faults:
+        fault = state.list_faults.popleft()
+        log.info("List fault %r", fault)
+        if isinstance(fault, int):
+            return _error(request, fault)
+        raise _abort(request)
+    listed = [
+        {"luma_generation_id": gen.id, "prompt": gen.prompt}
+        for gen in state.generations.values()
+        if gen.kind == "legacy"
+    ]
+    return web.json_response(listed)
 
 
 def _check_frame(frame: Any, name: str, allow_generation: bool, details: list[str]) -> dict[str, str] | None:
@@ -700,6 +724,10 @@ async def sim_lookup_faults(request: web.Request) -> web.Response:
     return await _queue_faults(request, request.app[STATE_KEY].lookup_faults, LOOKUP_FAULT_NAMES)
 
 
+async def sim_list_faults(request: web.Request) -> web.Response:
+    return await _queue_faults(request, request.app[STATE_KEY].list_faults, LIST_FAULT_NAMES)
+
+
 async def sim_force_state(request: web.Request) -> web.Response:
     gen = request.app[STATE_KEY].generations.get(request.match_info["id"])
     if gen is None:
@@ -714,7 +742,7 @@ async def sim_force_state(request: web.Request) -> web.Response:
 def create_app(
     config: SimulatorConfig,
     state: SimulatorState | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     if state is None:
         state = SimulatorState()
@@ -729,6 +757,7 @@ def create_app(
     api_routes: list[tuple[str, str, Handler]] = [
         ("POST", "/luma-ai/generations", legacy_create),
         ("GET", "/luma-ai/generation", legacy_lookup),
+        ("GET", "/luma-ai/generations", legacy_list),
         ("POST", "/luma-ai/generations/{id}/extend", legacy_extend),
         ("POST", "/v2/video/generations", v2_create),
         ("GET", "/v2/video/generations", v2_lookup),
@@ -744,6 +773,7 @@ def create_app(
     app.router.add_post("/_sim/config", sim_config)
     app.router.add_post("/_sim/create_faults", sim_create_faults)
     app.router.add_post("/_sim/lookup_faults", sim_lookup_faults)
+    app.router.add_post("/_sim/list_faults", sim_list_faults)
     # v2 ids contain "/" (":luma/ray-2"), hence the greedy pattern.
     app.router.add_post(r"/_sim/generations/{id:.+}/{action:complete|fail}", sim_force_state)
     return app
@@ -763,7 +793,7 @@ async def run_simulator(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RunningSimulator]:
     app = create_app(config, clock=clock)
     # A short shutdown timeout so a request stuck in a "slow" fault cannot hold up the exit.
@@ -785,6 +815,7 @@ controls (no API key needed):
   POST /_sim/config                      change settings live, e.g. {"complete_after": 5, "balance": 0}
   POST /_sim/create_faults               queue faults for the next creates: {"faults": [500, "reset"]}
   POST /_sim/lookup_faults               queue faults for the next look-ups: {"faults": [429, "slow"]}
+  POST /_sim/list_faults                 queue faults for the next reads of the list: {"faults": ["reset"]}
   POST /_sim/generations/<id>/complete   finish a generation now (or .../fail to fail it)
 
 Video links point at this simulator (http://HOST:PORT/videos/...): Discord cannot fetch them from

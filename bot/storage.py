@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -80,12 +82,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE generations ADD COLUMN model TEXT NOT NULL DEFAULT 'legacy';
     ALTER TABLE generations ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
     """,
+    """
+    ALTER TABLE generations ADD COLUMN next_check_at REAL;
+    ALTER TABLE generations ADD COLUMN check_until REAL;
+    ALTER TABLE generations ADD COLUMN list_read_at REAL;
+    ALTER TABLE generations ADD COLUMN check_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE generations ADD COLUMN notice_sent_at REAL;
+    DROP INDEX generations_running;
+    CREATE INDEX generations_running ON generations (state) WHERE state IN ('submitting', 'running', 'checking');
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
 # report a failure, which Luma does not charge.
-_COUNTED = "state NOT IN ('rejected', 'failed')"
-_IN_FLIGHT = "state IN ('submitting', 'running')"
+_COUNTED = "state NOT IN ('rejected', 'failed', 'not_received')"
+_IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
+# How often the log says that the database cannot be written, while it cannot.
+WRITE_TROUBLE_LOG_INTERVAL = 60.0
 LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds")
 
 
@@ -128,7 +141,8 @@ _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
-    "announced_at, announce_attempts, delivery, model, extras_json"
+    "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
+    "check_attempts, notice_sent_at"
 )
 
 
@@ -161,7 +175,42 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         delivery=Delivery(row["delivery"]) if row["delivery"] else None,
         model=row["model"],
         extras=json.loads(row["extras_json"]),
+        next_check_at=row["next_check_at"],
+        check_until=row["check_until"],
+        list_read_at=row["list_read_at"],
+        check_attempts=row["check_attempts"],
+        notice_sent_at=row["notice_sent_at"],
     )
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+class _WriteTrouble:
+    """Names the cause of failing writes in the log once a minute, rather than a traceback per command."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._logged_at: float | None = None
+
+    def failed(self, error: BaseException) -> None:
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._logged_at is None or now - self._logged_at >= WRITE_TROUBLE_LOG_INTERVAL:
+            self._logged_at = now
+            log.error(
+                "The database cannot be written (%s): new videos are refused until it can, and accepted ones are "
+                "kept and written as soon as it works again",
+                error,
+            )
+
+    def succeeded(self) -> None:
+        if self._failing_since is not None:
+            log.warning("The database can be written again, after %.0f s", self._clock() - self._failing_since)
+            self._failing_since = self._logged_at = None
 
 
 class GenerationStore:
@@ -172,12 +221,20 @@ class GenerationStore:
         # One connection is shared by every coroutine: a write issued while another coroutine holds an
         # explicit transaction would silently join (and roll back with) it, so writes take turns.
         self._write_lock = asyncio.Lock()
+        self._write_trouble = _WriteTrouble()
 
     @classmethod
     async def open(cls, path: Path) -> GenerationStore:
         """Open (creating its folder and file if needed) and migrate the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        connecting = aiosqlite.connect(path, isolation_level=None)
+        try:
+            connection = await connecting
+        except BaseException:
+            # aiosqlite stops its worker thread without waiting; if the event loop closed first, that thread
+            # would print "Event loop is closed" tracebacks after the bot's one-line error.
+            await asyncio.to_thread(connecting._thread.join, 5.0)
+            raise
         connection.row_factory = sqlite3.Row
         try:
             # WAL lets readers run beside the tracker's writes; FULL sync so an acknowledged row survives
@@ -237,7 +294,7 @@ class GenerationStore:
         """
 
         async def reserve() -> int:
-            async with self._write_lock:
+            async with self._writing():
                 try:
                     await self._db.execute("BEGIN IMMEDIATE")
                     if admit is not None:
@@ -268,7 +325,9 @@ class GenerationStore:
                     return row_id
                 except BaseException:
                     if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
+                        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+                        with contextlib.suppress(sqlite3.OperationalError):
+                            await self._db.execute("ROLLBACK")
                     raise
 
         # Shielded: a cancelled command must not split the transaction and leave it open for every later write.
@@ -362,17 +421,84 @@ class GenerationStore:
         )
         return await self._require(row_id)
 
-    async def recover_interrupted_submissions(self, reason: str, now: float) -> list[Generation]:
-        """Rows left in 'submitting' by a crash: their outcome is unknown, and their requesters must hear so."""
-        async with (
-            self._write_lock,
-            self._db.execute(
-                f"UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-                f" WHERE state = ? RETURNING {_COLUMNS}",
-                (State.UNCONFIRMED.value, reason, now, now, State.SUBMITTING.value),
-            ) as cursor,
-        ):
-            return [_generation_from_row(row) for row in await cursor.fetchall()]
+    async def interrupted_submissions(self) -> list[Generation]:
+        """Rows a crash left in 'submitting': their create may have reached the API without its answer."""
+        return await self._select("WHERE state = ? ORDER BY id", (State.SUBMITTING.value,))
+
+    async def mark_checking(
+        self, row_id: int, reason: str, now: float, *, next_check_at: float, check_until: float, requester_told: bool
+    ) -> Generation:
+        """The create's outcome is unknown: look for it in the account's list until `check_until`."""
+        await self._write(
+            "UPDATE generations SET state = ?, failure_reason = ?, next_check_at = ?, check_until = ?,"
+            " notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (
+                State.CHECKING.value,
+                reason,
+                next_check_at,
+                check_until,
+                now if requester_told else None,
+                now,
+                row_id,
+                State.SUBMITTING.value,
+            ),
+        )
+        return await self._require(row_id)
+
+    async def checking(self) -> list[Generation]:
+        """Rows whose create is being looked for, in the order their requests were sent."""
+        return await self._select("WHERE state = ? ORDER BY created_at, id", (State.CHECKING.value,))
+
+    async def submitting_prompts(self) -> set[str]:
+        """Prompts of creates still waiting for their answer: their generations may be listed before they return."""
+        async with self._db.execute("SELECT prompt FROM generations WHERE state = ?", (State.SUBMITTING.value,)) as c:
+            return {str(row[0]) for row in await c.fetchall()}
+
+    async def tracked_api_ids(self, api_ids: Collection[str]) -> set[str]:
+        """Which of these API ids a row already follows."""
+        wanted = list(api_ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            async with self._db.execute(f"SELECT api_id FROM generations WHERE api_id IN ({marks})", chunk) as cursor:
+                found.update(str(row[0]) for row in await cursor.fetchall())
+        return found
+
+    async def adopt(
+        self, row_id: int, api: ApiGeneration, now: float, *, from_states: Collection[State] = (State.CHECKING,)
+    ) -> Generation:
+        """A row whose create had no answer found its generation: from now on the tracker follows and announces it."""
+        states = [state.value for state in from_states]
+        marks = ", ".join("?" for _ in states)
+        await self._write(
+            "UPDATE generations SET api_id = ?, api_state = ?, state = ?, submitted_at = ?, updated_at = ?,"
+            " failure_reason = NULL, next_check_at = NULL, finished_at = NULL, announced_at = NULL,"
+            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL"
+            f" WHERE id = ? AND api_id IS NULL AND state IN ({marks})",
+            (api.id, api.state, State.RUNNING.value, now, now, row_id, *states),
+        )
+        return await self._require(row_id)
+
+    async def note_check(self, row_id: int, *, next_check_at: float, list_read_at: float | None, now: float) -> None:
+        """A look in the list did not find the row's generation (yet): when to look again."""
+        await self._write(
+            "UPDATE generations SET next_check_at = ?, list_read_at = COALESCE(?, list_read_at),"
+            " check_attempts = check_attempts + 1, updated_at = ? WHERE id = ? AND state = ?",
+            (next_check_at, list_read_at, now, row_id, State.CHECKING.value),
+        )
+
+    async def finish_check(self, row_id: int, state: State, reason: str, now: float) -> Generation:
+        """The look-out ended without finding the generation: the requester is told how (by the announcement)."""
+        await self._write(
+            "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?,"
+            " next_check_at = NULL WHERE id = ? AND state = ?",
+            (state.value, reason, now, now, row_id, State.CHECKING.value),
+        )
+        return await self._require(row_id)
+
+    async def mark_notice_sent(self, row_id: int, now: float) -> None:
+        await self._write("UPDATE generations SET notice_sent_at = ? WHERE id = ?", (now, row_id))
 
     async def set_status_message(self, row_id: int, message_id: int) -> None:
         await self._write("UPDATE generations SET status_message_id = ? WHERE id = ?", (message_id, row_id))
@@ -482,8 +608,19 @@ class GenerationStore:
 
     async def _write(self, sql: str, params: Sequence[object]) -> int:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
-        async with self._write_lock, self._db.execute(sql, params) as cursor:
+        async with self._writing(), self._db.execute(sql, params) as cursor:
             return cursor.lastrowid or 0
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Take the write turn; a database that cannot be written raises StorageUnavailable (logged once a minute)."""
+        async with self._write_lock:
+            try:
+                yield
+            except (sqlite3.OperationalError, OSError) as error:
+                self._write_trouble.failed(error)
+                raise StorageUnavailable(str(error)) from error
+            self._write_trouble.succeeded()
 
     # --- server rules -----------------------------------------------------------------------------------
 
@@ -561,7 +698,7 @@ class GenerationStore:
         )
 
     async def _write_count(self, sql: str, params: Sequence[object]) -> int:
-        async with self._write_lock, self._db.execute(sql, params) as cursor:
+        async with self._writing(), self._db.execute(sql, params) as cursor:
             return cursor.rowcount
 
     # --- bot metadata -----------------------------------------------------------------------------------

@@ -13,14 +13,11 @@ from .api_client import VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
 from .models import Delivery, Generation
-from .storage import GenerationStore
+from .reconcile import Reconciler
+from .storage import GenerationStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_SUBMISSION_REASON = (
-    "The bot restarted while sending this request, so it could not confirm that the video service received it. "
-    "It was not sent again, to avoid paying twice; please try again if no video arrives."
-)
 # Announcements that fail for passing reasons (Discord down) are retried this many times, about once a cycle.
 MAX_ANNOUNCE_ATTEMPTS = 20
 
@@ -48,8 +45,10 @@ class Tracker:
         timeout_seconds: float,
         clock: Callable[[], float] = time.time,
         balance: BalanceService | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._balance = balance
+        self._reconciler = reconciler
         self._store = store
         self._api = api
         self._announcer = announcer
@@ -58,13 +57,6 @@ class Tracker:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at: float | None = None  # read by the heartbeat
-
-    async def recover(self) -> list[Generation]:
-        """At start: rows a crash left mid-create get an unknown outcome, to be reported, never resent."""
-        interrupted = await self._store.recover_interrupted_submissions(INTERRUPTED_SUBMISSION_REASON, self._clock())
-        for generation in interrupted:
-            log.warning("Row %d was being submitted when the bot stopped: reporting it as unconfirmed", generation.id)
-        return interrupted
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -91,12 +83,24 @@ class Tracker:
     async def run_once(self) -> None:
         """One cycle: look up running generations, then announce finished ones."""
         # Each step on its own: a failed look-up must not hold back announcing what already finished.
-        for step in (self.poll, self.announce_finished, self._watch_balance):
+        for step in (self.poll, self._reconcile, self.notify_checking, self.announce_finished, self._watch_balance):
             try:
                 await step()
+            except StorageUnavailable:
+                pass  # the store names the cause in the log once a minute; the next cycle tries again
             except Exception:
                 log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
         self.last_cycle_at = self._clock()
+
+    async def _reconcile(self) -> None:
+        if self._reconciler is not None:
+            await self._reconciler.run_once()
+
+    async def notify_checking(self) -> None:
+        """Tell requesters whose create was cut off by a restart that the bot is looking for it."""
+        for generation in await self._store.checking():
+            if generation.notice_sent_at is None and await self._announcer.announce(generation) is not None:
+                await self._store.mark_notice_sent(generation.id, self._clock())
 
     async def _watch_balance(self) -> None:
         if self._balance is not None:

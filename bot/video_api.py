@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .api_client import Balance, LumaClient, VideoApiError
 from .api_v2 import RayClient
-from .models import LEGACY_MODEL, ApiGeneration, GenerationOptions
+from .models import LEGACY_MODEL, ApiGeneration, GenerationOptions, ListedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,13 @@ class VideoApiRouter:
 
     async def balance(self) -> Balance:
         return await self._legacy.balance()
+
+    def can_list(self, model: str) -> bool:
+        """Whether generations of `model` can be found in a list of the account's generations (legacy only)."""
+        return model == LEGACY_MODEL
+
+    async def list_generations(self) -> list[ListedGeneration]:
+        return await self._legacy.list_generations()
 
 
 async def _nothing() -> dict[str, ApiGeneration]:

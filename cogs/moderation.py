@@ -17,7 +17,7 @@ from bot.quota import GuildRules, discord_time
 from bot.storage import LIMIT_NAMES, RuleEntry
 from cogs.generation import origin_of
 
-LimitValue = app_commands.Range[int, 0, 1_000_000]
+LimitValue = app_commands.Range[int, 0, 1_000_000]  # the service checks LIMIT_MAXIMUMS whatever arrives
 ListAction = Literal["add", "remove", "clear"]
 ADDED_OR_NOT = {True: "added to", False: "was already in"}
 REMOVED_OR_NOT = {True: "removed from", False: "was not in"}
@@ -119,8 +119,9 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
     elif balance_known:
         embed.add_field(name="AI/ML account balance", value="not readable with this API key right now", inline=False)
     embed.set_footer(
-        text="Generations and extensions are the videos the API accepted and did not report failed, running ones "
-        "included: each costs 500,000 tokens. Counted since midnight UTC at the start of the period."
+        text="Generations and extensions are the videos the API accepted (or may have, while the bot checks) and "
+        "did not report failed, running ones included: each costs 500,000 tokens. Counted since midnight UTC at the "
+        "start of the period."
     )
     return embed
 
@@ -246,8 +247,6 @@ class ModerationCog(commands.Cog):
         self, interaction: discord.Interaction[VideoBot], days: app_commands.Range[int, 1, 365] = 7
     ) -> None:
         guild_id = require_moderator(interaction)
-        if not 1 <= days <= 365:
-            raise UserFacingError("`days` must be between 1 and 365.")
         summary = await self.service.usage(guild_id, days)
         if self.bot.balance is None:
             await interaction.response.send_message(embed=usage_embed(summary), ephemeral=True)

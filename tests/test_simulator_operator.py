@@ -98,7 +98,7 @@ def test_help_explains_every_option_with_its_default_and_the_controls() -> None:
     ]:
         described = text.split(option, 2)[-1]  # past the usage line, in the option's own entry
         assert default in described.split(" --")[0], f"{option} has no description or default in --help"
-    for control in ("/_sim/state", "/_sim/config", "/_sim/create_faults", "/_sim/lookup_faults", "/complete"):
+    for control in ("/_sim/state", "/_sim/config", "/_sim/create_faults", "/_sim/lookup_faults", "/_sim/list_faults"):
         assert control in text
     assert "Discord cannot fetch them from 127.0.0.1" in text
 

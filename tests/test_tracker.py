@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.api_client import LumaClient
 from bot.generations import GenerationService, Origin
-from bot.models import Delivery, GenerationOptions, Kind, State
+from bot.models import Delivery, GenerationOptions, State
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
-from bot.tracker import MAX_ANNOUNCE_ATTEMPTS, Tracker
+from bot.tracker import Tracker
 from tests.conftest import FakeClock
 from tests.fakes import RecordingAnnouncer
 
@@ -115,103 +113,3 @@ async def test_a_claimed_announcement_that_never_arrived_is_sent(
     second = RecordingAnnouncer()
     await make_tracker(store, api, second, clock).run_once()
     assert second.sent_ids() == [generation.api_id]
-
-
-async def test_interrupted_creates_are_reported_not_resent(
-    store: GenerationStore, api, clock: FakeClock, simulator: RunningSimulator
-) -> None:
-    row = await store.insert_submitting(
-        kind=Kind.GENERATE,
-        guild_id=1,
-        channel_id=11,
-        requester_id=100,
-        options=GenerationOptions("cut short"),
-        parent_api_id=None,
-        now=clock(),
-    )
-    announcer = RecordingAnnouncer()
-    tracker = make_tracker(store, api, announcer, clock)
-    recovered = await tracker.recover()
-    await tracker.run_once()
-    assert [g.id for g in recovered] == [row.id]
-    [told] = announcer.sent
-    assert told.state is State.UNCONFIRMED and "not sent again" in (told.failure_reason or "")
-    assert simulator.state.count("POST", "/luma-ai/generations") == 0
-
-
-async def test_passing_discord_failures_are_retried_then_given_up(
-    service: GenerationService, store, api, clock: FakeClock
-) -> None:
-    generation = await service.generate(HERE, GenerationOptions("unlucky"))
-    clock.advance(61)
-    announcer = RecordingAnnouncer()
-    announcer.outcome = None
-    tracker = make_tracker(store, api, announcer, clock)
-    for _ in range(MAX_ANNOUNCE_ATTEMPTS):
-        await tracker.run_once()
-    assert await store.unannounced() != []  # every attempt so far failed for passing reasons: keep trying
-    await tracker.run_once()
-    stored = await store.get(generation.id)
-    assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
-    assert await store.unannounced() == []
-
-
-async def test_the_background_task_runs_and_stops(
-    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
-) -> None:
-    tracker = make_tracker(store, api, announcer, clock)
-    generation = await service.generate(HERE, GenerationOptions("in the background"))
-    clock.advance(61)
-    tracker.start()
-    try:
-        async with asyncio.timeout(5):
-            while not announcer.sent:
-                await asyncio.sleep(0.01)
-    finally:
-        await tracker.stop()
-    assert announcer.sent_ids() == [generation.api_id]
-
-
-async def test_a_late_video_shows_in_status_without_a_second_announcement(
-    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
-) -> None:
-    tracker = make_tracker(store, api, announcer, clock, timeout_seconds=30)
-    generation = await service.generate(HERE, GenerationOptions("fashionably late"))
-    clock.advance(31)
-    await tracker.run_once()
-    clock.advance(60)
-    late = await service.refresh(await service.find(HERE.guild_id, generation.api_id or ""))
-    assert late.state is State.COMPLETED and late.video_url
-    await tracker.run_once()
-    assert [g.state for g in announcer.sent] == [State.TIMED_OUT]
-
-
-async def test_an_announcer_that_keeps_raising_is_given_up_too(
-    service: GenerationService, store, api, clock: FakeClock
-) -> None:
-    class Broken(RecordingAnnouncer):
-        async def announce(self, generation):  # type: ignore[no-untyped-def]
-            raise RuntimeError("unexpected")
-
-    generation = await service.generate(HERE, GenerationOptions("cursed"))
-    clock.advance(61)
-    tracker = make_tracker(store, api, Broken(), clock)
-    for _ in range(MAX_ANNOUNCE_ATTEMPTS + 1):
-        await tracker.run_once()
-    stored = await store.get(generation.id)
-    assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
-
-
-async def test_a_failing_look_up_does_not_hold_back_finished_announcements(
-    service: GenerationService, store, api, clock: FakeClock
-) -> None:
-    class BrokenApi:
-        async def fetch_many(self, ids):  # type: ignore[no-untyped-def]
-            raise UnicodeDecodeError("utf-8", b"", 0, 1, "garbled")
-
-    generation = await service.generate(HERE, GenerationOptions("already done"))
-    clock.advance(61)
-    await service.refresh(generation)
-    announcer = RecordingAnnouncer()
-    await Tracker(store, BrokenApi(), announcer, poll_interval=1, timeout_seconds=600, clock=clock).run_once()  # type: ignore[arg-type]
-    assert announcer.sent_ids() == [generation.api_id]

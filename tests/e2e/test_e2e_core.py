@@ -187,7 +187,7 @@ async def test_secrets_stay_out_of_logs_and_messages_at_debug(e2e: E2E) -> None:
     await e2e.wait_announcement(extension)
 
     # The API refusing the key, and an outage.
-    for fault, phrase in ((401, "misconfigured"), (500, "not resent")):
+    for fault, phrase in ((401, "misconfigured"), (403, "out of credits")):
         sim.state.create_faults.append(fault)
         assert_private(await e2e.ask("generate", {"prompt": "A heron in the rain"}), phrase)
     assert "AIML_API_KEY" in e2e.bot.log()
