@@ -111,11 +111,19 @@ class HeartbeatWriter:
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
     async def _run(self) -> None:
+        failing = False
         while True:
             try:
                 write_heartbeat(self._path, self._status())
             except OSError as error:
-                log.warning("Could not write the heartbeat %s: %s", self._path, error)
+                # Once per trouble (a full disk lasts): the health check reports it as a stale heartbeat.
+                if not failing:
+                    log.warning("Could not write the heartbeat %s: %s; retrying every few seconds", self._path, error)
+                failing = True
+            else:
+                if failing:
+                    log.info("The heartbeat %s is written again", self._path)
+                failing = False
             await asyncio.sleep(self._interval)
 
     async def stop(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.health import Heartbeat, heartbeat_path, write_heartbeat
+from bot.health import Heartbeat, HeartbeatWriter, heartbeat_path, write_heartbeat
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,3 +73,23 @@ def test_unhealthy_without_a_heartbeat_and_with_a_broken_one(tmp_path: Path) -> 
     broken = run_health(tmp_path, database)
     assert broken.returncode == 1 and "can't be read" in broken.stdout
     assert "Traceback" not in missing.stderr + broken.stderr
+
+
+async def test_the_writer_keeps_the_heartbeat_warns_once_while_it_cannot_and_removes_it_on_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "not-yet"
+    path = heartbeat_path(folder / "bot.sqlite3")
+    writer = HeartbeatWriter(path, beat, interval=0.01)
+    writer.start()
+    await asyncio.sleep(0.1)  # the folder is missing: every write fails
+    folder.mkdir()
+    for _ in range(200):
+        if path.exists():
+            break
+        await asyncio.sleep(0.01)
+    assert Heartbeat.from_json(path.read_text(encoding="utf-8")).discord_connected
+    await writer.stop()
+    assert not path.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Could not write the heartbeat" in warnings[0]
