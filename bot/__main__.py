@@ -23,6 +23,7 @@ from .api_client import LumaClient
 from .api_v2 import RayClient
 from .app import VideoBot
 from .balance import BalanceService
+from .catalogue import label_of
 from .config import ConfigError, Settings, load_settings
 from .health import Heartbeat, HeartbeatWriter, heartbeat_path, tracker_stale_after
 from .metrics import BotMetrics, MetricsServer
@@ -95,7 +96,7 @@ async def run(settings: Settings) -> int:
         async with aiohttp.ClientSession(trace_configs=[metrics.api_trace()] if metrics else None) as session:
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
             current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
-            api = VideoApiRouter(legacy, current, settings.luma_model)
+            api = VideoApiRouter(legacy, current, settings.luma_models)
             balance = BalanceService(api, low_warning=settings.low_balance_warning)
             bot = VideoBot(settings, store, api, balance, metrics)
             return await serve(settings, bot, metrics)
@@ -185,9 +186,7 @@ def main() -> None:
         print(f"Configuration error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging(settings)
-    log.info(
-        "Making videos with %s", "the legacy Luma endpoint" if settings.luma_model == "legacy" else settings.luma_model
-    )
+    log.info("Making videos with %s", ", ".join(f"{label_of(model)} ({model})" for model in settings.luma_models))
     if settings.discord_api_base_url is not None:
         point_discord_at(settings.discord_api_base_url)
         log.warning("Talking to Discord at %s instead of discord.com", settings.discord_api_base_url)

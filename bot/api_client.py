@@ -477,17 +477,14 @@ class AimlClient:
 class LumaClient(AimlClient):
     """The legacy Luma endpoints of the AI/ML API (/luma-ai/...)."""
 
-    def model_for(self, parent_api_id: str | None) -> str:
-        return LEGACY_MODEL
-
     def can_list(self, model: str) -> bool:
         return model == LEGACY_MODEL
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
+    async def create(self, options: GenerationOptions, model: str = LEGACY_MODEL) -> ApiGeneration:
         """Start a generation. Raises CreateOutcomeUnknown when it may have been accepted without an answer."""
         return await self._create("/luma-ai/generations", create_body(options), parse_generation)
 
-    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration:
+    async def extend(self, parent_id: str, options: GenerationOptions, model: str = LEGACY_MODEL) -> ApiGeneration:
         """Continue a completed generation; the answer is a new generation."""
         path = f"/luma-ai/generations/{quote(parent_id, safe='')}/extend"
         return await self._create(path, create_body(options), parse_generation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
 from .metrics import BotMetrics, TimedAnnouncer
+from .model_choice import ModelChoice
 from .moderation import ModerationService
 from .reconcile import CheckSchedule, Reconciler
 from .startup import silence_voice_warnings
@@ -28,7 +30,7 @@ from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.moderation")
+EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation")
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -131,18 +133,26 @@ class VideoBot(commands.Bot):
         )
         self.settings = settings
         self.metrics = metrics
+        self._model_check: asyncio.Task[object] | None = None
         # Kept by the gateway events below, for the heartbeat.
         self.connected_to_discord = False
         self.store = store
         self.api = api
-        self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
+        self.moderation = ModerationService(
+            store, settings.default_limits, global_daily=settings.global_daily_limit, models=settings.luma_models
+        )
         self.balance = balance
         schedule = CheckSchedule(
             first_check_seconds=settings.reconcile_first_check_seconds,
             window_seconds=settings.reconcile_window_minutes * 60,
         )
         self.generations = GenerationService(
-            store, api, moderation=self.moderation, balance=balance, check_schedule=schedule
+            store,
+            api,
+            moderation=self.moderation,
+            balance=balance,
+            check_schedule=schedule,
+            models=ModelChoice(settings.luma_models),
         )
         self.announcer = DiscordAnnouncer(self)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
@@ -160,12 +170,16 @@ class VideoBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.generations.recover_interrupted()
+        # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
+        self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
         await self.sync_commands()
         self.tracker.start()
 
     async def close(self) -> None:
         # New submissions are refused; those waiting on the API get a moment to record its answer.
         await self.generations.drain(SHUTDOWN_GRACE_SECONDS)
+        if self._model_check is not None:
+            self._model_check.cancel()
         await self.tracker.stop()
         await super().close()
 

@@ -13,12 +13,11 @@ from typing import Any, Protocol
 
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
 from .balance import BalanceService
+from .catalogue import check_options, label_of, spec_of
 from .errors import UserFacingError
+from .model_choice import ModelChoice
 from .models import (
-    CURRENT_MODELS,
-    DURATIONS,
     LEGACY_MODEL,
-    RESOLUTIONS,
     ApiGeneration,
     Generation,
     GenerationOptions,
@@ -40,6 +39,7 @@ from .quota import (
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
 from .storage import GenerationStore, StorageUnavailable
+from .video_api import ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,16 @@ NO_LIST_UNCONFIRMED = (
     "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
     "confirm it. It was not sent again, to avoid paying twice; if the video arrives, `/status` will show it."
 )
+# A generation this recent is still known to its endpoint: one that has forgotten it is gone.
+PROBE_KNOWN_ID_MAX_AGE = 86_400.0
+_PROBE_PROBLEMS = {
+    ModelStatus.RETIRED: (logging.ERROR, "looks retired: its endpoint answered 404. Remove it from LUMA_MODELS"),
+    ModelStatus.KEY_REFUSED: (
+        logging.ERROR,
+        "refuses the API key (401): check AIML_API_KEY, or remove the model from LUMA_MODELS",
+    ),
+    ModelStatus.UNREACHABLE: (logging.WARNING, "could not be checked at start: the video service did not answer"),
+}
 # An accepted id whose write failed is written again after this long, doubling up to the cap, until it is stored.
 RECORD_RETRY_FIRST_SECONDS = 0.5
 RECORD_RETRY_MAX_SECONDS = 30.0
@@ -73,23 +83,23 @@ def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
 class VideoApi(Protocol):
     """What the workflow and the tracker need of the video API."""
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration: ...
+    async def create(self, options: GenerationOptions, model: str) -> ApiGeneration: ...
 
-    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration: ...
+    async def extend(self, parent_id: str, options: GenerationOptions, model: str) -> ApiGeneration: ...
 
     async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]: ...
 
     async def fetch(self, generation_id: str) -> ApiGeneration | None: ...
-
-    def model_for(self, parent_api_id: str | None) -> str:
-        """The model a new generation, or an extension of `parent_api_id`, is made with."""
-        ...
 
     def can_list(self, model: str) -> bool:
         """Whether the account's list of generations shows those of `model` (to find a create whose answer was lost)."""
         ...
 
     async def list_generations(self) -> list[ListedGeneration]: ...
+
+    async def probe(self, model: str, known_id: str | None = None) -> ModelStatus:
+        """Whether the model's endpoint answers this key (a free look-up)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -138,9 +148,11 @@ class GenerationService:
         balance: BalanceService | None = None,
         clock: Callable[[], float] = time.time,
         check_schedule: CheckSchedule = DEFAULT_SCHEDULE,
+        models: ModelChoice | None = None,
     ) -> None:
         self._store = store
         self._api = api
+        self.models = models or ModelChoice((LEGACY_MODEL,))
         self._clock = clock
         self._balance = balance
         self._check_schedule = check_schedule
@@ -185,19 +197,25 @@ class GenerationService:
             # Their rows stay 'submitting' (the API's answers are in the log): the restart looks for them.
             task.cancel()
 
-    async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
-        """Every rule of the server, the limits included, checked without reserving anything, so that a refusal
-        can be answered before the command is acknowledged publicly. start() re-checks the limits atomically."""
-        rules = await self._permitted(origin, options, parent)
+    async def check(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+    ) -> tuple[GuildRules, GenerationOptions]:
+        """Every rule of the server, the model's options and the limits, checked without reserving anything, so that a
+        refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
+        Returns the rules and the options with their model settled."""
+        rules, options = await self._permitted(origin, options, parent)
         now = self._clock()
         usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
         refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
         if refusal is not None:
             raise refusal
-        return rules
+        return rules, options
 
-    async def _permitted(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
-        """The server's rules, after checking who, where, what words and whose video (all but the limits)."""
+    async def _permitted(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+    ) -> tuple[GuildRules, GenerationOptions]:
+        """The server's rules, after checking who, where, what words, whose video and which model (all but the
+        limits); the options come back with their model."""
         rules = await self._moderation.rules(origin.guild_id)
         check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
         check_prompt_allowed(rules, options.prompt)
@@ -208,25 +226,19 @@ class GenerationService:
             and not origin.is_moderator
         ):
             raise UserFacingError(
-                f"Generation `{parent.reference}` belongs to another member, and this server lets members extend "
-                "only their own videos."
+                f"Generation `{parent.reference}` belongs to another member, and this server lets members build "
+                "only on their own videos."
             )
-        return rules
+        if options.transform is not None:
+            spec = self.models.for_transform(rules.allowed_models)
+        else:
+            spec = self.models.choose(options.model, parent, rules.allowed_models)
+        check_options(spec, options)
+        return rules, replace(options, model=spec.id)
 
-    def prepare(self, options: GenerationOptions, parent_api_id: str | None = None) -> GenerationOptions:
-        """The options as they will be sent; raises UserFacingError naming what is wrong. No I/O."""
-        model = self._api.model_for(parent_api_id)
-        if model == LEGACY_MODEL:
-            given = [name for name in ("resolution", "duration", "loop") if getattr(options, name) is not None]
-            if given:
-                raise UserFacingError(
-                    f"{', '.join(given)} need Luma's current models; this bot uses the legacy endpoint. "
-                    "Leave them out, or ask the bot's operator to set LUMA_MODEL."
-                )
-        if options.resolution is not None and options.resolution not in RESOLUTIONS:
-            raise UserFacingError(f"The resolution must be one of {', '.join(RESOLUTIONS)}.")
-        if options.duration is not None and options.duration not in DURATIONS:
-            raise UserFacingError(f"The duration must be {' or '.join(map(str, DURATIONS))} seconds.")
+    def prepare(self, options: GenerationOptions) -> GenerationOptions:
+        """The options with their prompt and aspect ratio cleaned; raises UserFacingError naming what is wrong.
+        No I/O: the model's own rules are checked with the server's (check(), start())."""
         return replace(
             options, prompt=clean_prompt(options.prompt), aspect_ratio=clean_aspect_ratio(options.aspect_ratio)
         )
@@ -264,7 +276,25 @@ class GenerationService:
     async def extend(self, origin: Origin, parent_reference: str, options: GenerationOptions) -> Generation:
         """Check and start an extension of a finished video of the same server."""
         parent = await self.extendable(origin.guild_id, parent_reference)
-        return await self.start(origin, self.prepare(options, parent.api_id), parent=parent)
+        return await self.start(origin, self.prepare(options), parent=parent)
+
+    async def transform_options(
+        self, guild_id: int, reference: str, kind: Kind, *, prompt: str | None, aspect_ratio: str | None
+    ) -> tuple[GenerationOptions, Generation]:
+        """The options of an edit (a new prompt) or a reframe (a new aspect ratio) of a finished video of this
+        server, and that video."""
+        source = await self.extendable(guild_id, reference)
+        if not source.video_url:
+            raise UserFacingError(f"The video service gave no video for `{source.reference}` to work from.")
+        if kind is Kind.REFRAME and aspect_ratio == source.aspect_ratio:
+            raise UserFacingError(f"`{source.reference}` is {aspect_ratio} already; choose another aspect ratio.")
+        options = GenerationOptions(
+            prompt or source.prompt,
+            aspect_ratio or source.aspect_ratio,
+            transform=kind.api_type,
+            source_video_url=source.video_url,
+        )
+        return self.prepare(options), source
 
     async def find(self, guild_id: int, reference: str) -> Generation:
         """The generation of this server with that id; another server's is 'not found', never shown."""
@@ -317,11 +347,13 @@ class GenerationService:
             return await self._start(origin, options, parent)
 
     async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
-        kind = Kind.EXTEND if parent is not None else Kind.GENERATE
+        kind = _kind_of(options, parent)
         # The limits are checked once, atomically with the insert, below.
-        rules = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent)
+        model = options.model or self.models.default
+        price = await self.expected_price(options)
         if self._balance is not None:
-            await self._balance.ensure_affordable()
+            await self._balance.ensure_affordable(price)
         now = self._clock()
 
         def admit(usage: Usage) -> None:
@@ -338,21 +370,21 @@ class GenerationService:
                 options=options,
                 parent_api_id=parent.api_id if parent else None,
                 now=now,
-                model=self._api.model_for(parent.api_id if parent else None),
+                model=model,
                 admit=admit,
                 counted_since=day_start(now),
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error
         try:
-            if parent is not None and parent.api_id is not None:
-                accepted = await self._api.extend(parent.api_id, options)
+            if kind is Kind.EXTEND and parent is not None and parent.api_id is not None:
+                accepted = await self._api.extend(parent.api_id, options, model)
             else:
-                accepted = await self._api.create(options)
+                accepted = await self._api.create(options, model)
         except CreateOutcomeUnknown as error:
             return await self._outcome_unknown(row, error)
         except VideoApiError as error:
-            message = self._refusal_message(error, parent)
+            message = self._refusal_message(error, model, parent)
             log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
             now = self._clock()
             await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
@@ -364,10 +396,32 @@ class GenerationService:
         # Logged before the row is updated, so the paid generation's id is on record even if that write fails.
         log.info("The API accepted %s for row %d as %s", kind.value, row.id, accepted.id)
         if self._balance is not None:
-            self._balance.note_spent()
+            self._balance.note_spent(price)
         now = self._clock()
         on_the_way = replace(row, api_id=accepted.id, api_state=accepted.state, state=State.RUNNING, submitted_at=now)
         return await self._record(on_the_way, lambda: self._store.mark_submitted(row.id, accepted, now))
+
+    async def check_models(self) -> dict[str, ModelStatus]:
+        """At start: a free look-up per enabled model. One that is gone or refuses the key is logged with the setting
+        to change, and offered to no member; the others go on."""
+        statuses: dict[str, ModelStatus] = {}
+        for model in self.models.enabled:
+            known = await self._store.latest_api_id(model, self._clock() - PROBE_KNOWN_ID_MAX_AGE)
+            status = statuses[model] = await self._api.probe(model, known)
+            problem = _PROBE_PROBLEMS.get(status)
+            if problem is not None:
+                level, what = problem
+                log.log(level, "%s (%s) %s", label_of(model), model, what)
+                if level >= logging.ERROR:
+                    self.models.mark_unavailable(model)
+        return statuses
+
+    async def expected_price(self, options: GenerationOptions) -> int:
+        """What a video with these options should cost: the last cost the API reported for its model and settings,
+        else the documented price."""
+        model = options.model or self.models.default
+        reported = await self._store.last_reported_cost(model, options.resolution, options.duration)
+        return reported if reported is not None else spec_of(model).documented_price
 
     async def recover_interrupted(self) -> list[Generation]:
         """At start: creates a stop cut off before their answer was stored are looked for (or reported where
@@ -450,21 +504,30 @@ class GenerationService:
                 )
                 return
 
-    def _refusal_message(self, error: VideoApiError, parent: Generation | None) -> str:
+    def _refusal_message(self, error: VideoApiError, model: str, parent: Generation | None) -> str:
         if not isinstance(error, ApiNotFound):
             return error.user_message
-        model = self._api.model_for(parent.api_id if parent else None)
-        if model == LEGACY_MODEL:
-            log.error(
-                "The legacy Luma endpoint answered %s: it looks retired. Set LUMA_MODEL=%s to use the current one",
-                error.status,
-                CURRENT_MODELS[0],
-            )
-            return (
-                "The legacy Luma endpoint of the video service has been retired or no longer knows this video. "
-                f"The bot's operator needs to set LUMA_MODEL to {' or '.join(CURRENT_MODELS)} and restart the bot."
-            )
-        if parent is not None:
+        if parent is not None and model != LEGACY_MODEL:
             return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
-        log.error("The create endpoint for %s answered %s", model, error.status)
-        return "The video service's create endpoint was not found. The bot's operator has been alerted."
+        # The model's endpoint is gone: members hear so plainly, the operator learns what to change.
+        self.models.mark_unavailable(model)
+        others = [other for other in self.models.enabled if other != model and not self.models.is_unavailable(other)]
+        log.error(
+            "The video service answered %s to a create with %s: the model or its endpoint looks retired. "
+            "Remove it from LUMA_MODELS (enabled: %s)",
+            error.status,
+            model,
+            ", ".join(self.models.enabled),
+        )
+        message = f"{label_of(model)} is unavailable: the video service no longer offers it."
+        if others:
+            return message + f" Choose {' or '.join(label_of(other) for other in others)} with the `model` option."
+        return message + " The bot's operator has been alerted."
+
+
+def _kind_of(options: GenerationOptions, parent: Generation | None) -> Kind:
+    if options.transform == Kind.EDIT.api_type:
+        return Kind.EDIT
+    if options.transform == Kind.REFRAME.api_type:
+        return Kind.REFRAME
+    return Kind.EXTEND if parent is not None else Kind.GENERATE

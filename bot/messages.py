@@ -7,14 +7,20 @@ from datetime import UTC, datetime
 
 import discord
 
-from .models import LEGACY_MODEL, Delivery, Generation, Kind, State
+from .catalogue import label_of
+from .models import Delivery, Generation, Kind, State
 
 CONTENT_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FIELD_LIMIT = 1024
 AUTOCOMPLETE_NAME_LIMIT = 100
 
-MODEL_NAMES = {LEGACY_MODEL: "Dream Machine", "luma/ray-2": "Ray 2", "luma/ray-flash-2": "Ray Flash 2"}
+_TITLES = {
+    Kind.GENERATE: "Video generation",
+    Kind.EXTEND: "Video extension",
+    Kind.EDIT: "Video edit",
+    Kind.REFRAME: "Video reframe",
+}
 _STATE_COLOURS = {
     State.SUBMITTING: discord.Colour.light_grey(),
     State.RUNNING: discord.Colour.blurple(),
@@ -42,7 +48,7 @@ def _timestamp(epoch: float) -> str:
 
 def status_embed(generation: Generation, *, note: str | None = None) -> discord.Embed:
     """A generation's id, prompt, requester, state and (when finished) its video."""
-    title = "Video extension" if generation.kind is Kind.EXTEND else "Video generation"
+    title = _TITLES[generation.kind]
     embed = discord.Embed(
         title=title,
         description=plain(generation.prompt, EMBED_DESCRIPTION_LIMIT - 200),
@@ -52,9 +58,10 @@ def status_embed(generation: Generation, *, note: str | None = None) -> discord.
     embed.add_field(name="State", value=generation.display_state, inline=True)
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
     embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
-    embed.add_field(name="Model", value=MODEL_NAMES.get(generation.model, generation.model), inline=True)
+    embed.add_field(name="Model", value=label_of(generation.model), inline=True)
     if generation.parent_api_id:
-        embed.add_field(name="Extends", value=f"`{generation.parent_api_id}`", inline=False)
+        relation = "Extends" if generation.kind is Kind.EXTEND else "Source"
+        embed.add_field(name=relation, value=f"`{generation.parent_api_id}`", inline=False)
     if generation.video_url:
         embed.add_field(name="Video", value=generation.video_url[:EMBED_FIELD_LIMIT], inline=False)
     if generation.failure_reason and generation.state is not State.COMPLETED:

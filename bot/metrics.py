@@ -81,6 +81,11 @@ class StoreSnapshot:
     def unannounced(self) -> int:
         return sum(row.unannounced for row in self.counts)
 
+    @property
+    def tokens_spent(self) -> int:
+        """The API's reported costs, and the documented price (the same for every model) where it gave none."""
+        return sum(row.reported_tokens + (row.charged - row.reported) * TOKENS_PER_VIDEO for row in self.counts)
+
 
 class _StoreCollector(Collector):
     """Exposes the last snapshot read from the database (refreshed before every scrape)."""
@@ -109,8 +114,9 @@ class _StoreCollector(Collector):
         )
         yield CounterMetricFamily(
             "videobot_tokens_spent",
-            f"AI/ML tokens spent on videos ({TOKENS_PER_VIDEO:,} a video), as /usage counts them",
-            snapshot.charged * TOKENS_PER_VIDEO,
+            "AI/ML tokens spent on videos as /usage counts them: the API's reported cost, else the documented "
+            f"{TOKENS_PER_VIDEO:,} a video",
+            snapshot.tokens_spent,
         )
 
 

@@ -17,16 +17,22 @@ TOKENS_PER_VIDEO = 500_000
 API_COMPLETED = "completed"
 API_FAILED = "failed"
 KNOWN_API_STATES = frozenset({"pending", "queued", "dreaming", "processing", "generating", API_COMPLETED, API_FAILED})
-# LUMA_MODEL: the legacy /luma-ai endpoints, or a model of the maintained /v2/video/generations endpoint.
+# The legacy /luma-ai endpoints; every other model is one of the maintained /v2/video/generations endpoint
+# (bot/catalogue.py says what each accepts).
 LEGACY_MODEL = "legacy"
-CURRENT_MODELS: tuple[str, ...] = ("luma/ray-2", "luma/ray-flash-2")
-RESOLUTIONS: tuple[str, ...] = ("540p", "720p", "1080p", "4k")
-DURATIONS: tuple[int, ...] = (5, 9)
 
 
 class Kind(StrEnum):
     GENERATE = "generate"
     EXTEND = "extend"
+    # Ray 3.2's transformations of a finished video: restyled by a prompt, or re-composed for another aspect ratio.
+    EDIT = "edit"
+    REFRAME = "reframe"
+
+    @property
+    def api_type(self) -> str | None:
+        """The /v2 `type` of a transformation."""
+        return {Kind.EDIT: "video_edit", Kind.REFRAME: "video_reframe"}.get(self)
 
 
 class State(StrEnum):
@@ -91,7 +97,9 @@ class ApiGeneration:
     failure_reason: str | None = None
     estimate_wait_seconds: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # What the API reports the generation cost, where it does (the /v2 endpoint's meta.usage).
     credits_used: int | None = None
+    usd_spent: float | None = None
     # When the API made it (epoch seconds), where the answer says.
     created_at: float | None = None
 
@@ -130,11 +138,17 @@ class GenerationOptions:
     # Start and end frames: public image URLs.
     image_url: str | None = None
     image_end_url: str | None = None
+    # The model asked for (None: the bot's default); prepare() settles it.
+    model: str | None = None
+    hdr: bool | None = None
+    # An edit or a reframe: the /v2 `type` ("video_edit", "video_reframe") and the finished video it transforms.
+    transform: str | None = None
+    source_video_url: str | None = None
 
     @property
     def extras(self) -> dict[str, Any]:
         """The options beyond prompt, aspect ratio and expansion that were given, for storage."""
-        names = ("resolution", "duration", "loop", "image_url", "image_end_url")
+        names = ("resolution", "duration", "loop", "image_url", "image_end_url", "hdr", "source_video_url")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -177,6 +191,9 @@ class Generation:
     check_attempts: int = 0
     # When the requester was told that the bot is checking (the command's answer, or a notice after a restart).
     notice_sent_at: float | None = None
+    # What the API reported it cost, where it did.
+    credits_used: int | None = None
+    usd_spent: float | None = None
 
     @property
     def display_state(self) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from .catalogue import label_of, spec_of
 from .errors import UserFacingError
-from .models import TOKENS_PER_VIDEO
+from .models import LEGACY_MODEL
 from .quota import DAY_SECONDS, GuildRules, Member, ServerLimits, Usage, day_start, is_exempt, normalise_phrase
-from .storage import GenerationStore, RuleEntry, UsageReport
+from .storage import GenerationStore, RuleEntry, SpendRow, UsageReport
 
 MAX_LIST_ENTRIES = 50
 MAX_PHRASE_LENGTH = 100
@@ -36,14 +37,54 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class MemberSpend:
+    user_id: int
+    videos: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class UsageSummary:
+    """A server's usage over a period, with spend as the API reported it and the documented price where it
+    reported nothing."""
+
     days: int
     since: float
     report: UsageReport
 
     @property
     def tokens_spent(self) -> int:
-        return self.report.charged * TOKENS_PER_VIDEO
+        return sum(_tokens(row) for row in self.report.spend)
+
+    @property
+    def estimated_videos(self) -> int:
+        """Videos whose cost the API did not report (counted at their model's documented price)."""
+        return sum(row.videos - row.reported_videos for row in self.report.spend)
+
+    @property
+    def usd_spent(self) -> float | None:
+        """Dollars the API reported, where it reported any."""
+        if not any(row.usd_videos for row in self.report.spend):
+            return None
+        return sum(row.usd for row in self.report.spend)
+
+    def members(self) -> list[MemberSpend]:
+        videos: dict[int, int] = {}
+        tokens: dict[int, int] = {}
+        for row in self.report.spend:
+            videos[row.requester_id] = videos.get(row.requester_id, 0) + row.videos
+            tokens[row.requester_id] = tokens.get(row.requester_id, 0) + _tokens(row)
+        return [MemberSpend(user, videos[user], tokens[user]) for user in videos]
+
+    def top_by_videos(self, top: int = 5) -> list[MemberSpend]:
+        return sorted(self.members(), key=lambda m: (-m.videos, -m.tokens, m.user_id))[:top]
+
+    def top_by_spend(self, top: int = 5) -> list[MemberSpend]:
+        return sorted(self.members(), key=lambda m: (-m.tokens, -m.videos, m.user_id))[:top]
+
+
+def _tokens(row: SpendRow) -> int:
+    return row.reported_tokens + (row.videos - row.reported_videos) * spec_of(row.model).documented_price
 
 
 class ModerationService:
@@ -55,11 +96,14 @@ class ModerationService:
         defaults: ServerLimits,
         *,
         global_daily: int,
+        models: Sequence[str] = (LEGACY_MODEL,),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._defaults = defaults
         self.global_daily = global_daily
+        # The models the operator enabled: a server may narrow them, never widen them.
+        self.models = tuple(models)
         self._clock = clock
 
     async def rules(self, guild_id: int) -> GuildRules:
@@ -124,8 +168,12 @@ class ModerationService:
         since = day_start(self._clock()) - (days - 1) * DAY_SECONDS
         return UsageSummary(days=days, since=since, report=await self._store.usage_report(guild_id, since))
 
-    @staticmethod
-    def _entry_value(kind: RuleEntry, value: str) -> str:
+    def _entry_value(self, kind: RuleEntry, value: str) -> str:
+        if kind is RuleEntry.MODEL:
+            if value not in self.models:
+                offered = ", ".join(label_of(model) for model in self.models)
+                raise UserFacingError(f"This bot doesn't offer {label_of(value)}; it offers {offered}.")
+            return value
         if kind is not RuleEntry.BLOCKED_PHRASE:
             return value
         if len(value) > MAX_PHRASE_LENGTH:
@@ -142,5 +190,6 @@ def _entries(rules: GuildRules, kind: RuleEntry) -> Collection[object]:
         RuleEntry.ROLE: rules.allowed_roles,
         RuleEntry.EXEMPT_ROLE: rules.exempt_roles,
         RuleEntry.BLOCKED_PHRASE: rules.blocked_phrases,
+        RuleEntry.MODEL: rules.allowed_models,
     }
     return lists[kind]

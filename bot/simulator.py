@@ -35,12 +35,19 @@ from aiohttp.typedefs import Handler
 log = logging.getLogger(__name__)
 
 ASPECT_RATIOS = frozenset({"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"})
-V2_MODELS = frozenset({"luma/ray-2", "luma/ray-flash-2"})
+RAY_32 = "luma/ray-3.2"
+V2_MODELS = frozenset({"luma/ray-2", "luma/ray-flash-2", RAY_32})
 V2_RESOLUTIONS = frozenset({"540p", "720p", "1080p", "4k"})
+RAY_32_RESOLUTIONS = frozenset({"360p", "540p", "720p", "1080p"})
+RAY_32_ASPECT_RATIOS = ASPECT_RATIOS - {"9:21"}
+RAY_32_TYPES = frozenset({"video", "video_edit", "video_reframe"})
 PROMPT_MIN, PROMPT_MAX = 3, 5000
 MAX_LOOKUP_IDS = 100
-V2_CREDITS_USED = 120_000
-V2_USD_SPENT = 0.06
+# What a /v2 video costs (meta.usage): a model's price for 5 s at 720p, scaled by resolution, length and HDR.
+V2_BASE_CREDITS = {"luma/ray-2": 120_000, "luma/ray-flash-2": 60_000, RAY_32: 200_000}
+V2_RESOLUTION_FACTORS = {"360p": 0.5, "540p": 0.75, "720p": 1.0, "1080p": 2.0, "4k": 4.0}
+HDR_FACTOR = 1.5
+USD_PER_CREDIT = 0.06 / 120_000
 FAILURE_REASON = "The generation failed (simulated)."
 
 # Fault vocabularies: an int is an HTTP status answered with an error body.
@@ -80,6 +87,8 @@ class SimulatorConfig:
     slow_seconds: float = 30.0
     seed: int | None = None
     legacy_enabled: bool = True
+    # /v2 models answered 404, as if retired.
+    retired_models: frozenset[str] = frozenset()
     balance: float = 1_000_000_000.0
     cost_per_video: int = 500_000
     low_balance_threshold: float = 5_000_000
@@ -102,6 +111,9 @@ class SimGeneration:
     created_iso: str = ""
     # What its create took from the balance; given back when it fails (the API does not charge failures).
     charged: int = 0
+    # /v2: what the answer reports it cost, and the options that set the price (and, for Ray 3.2, its task).
+    credits: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,7 +292,7 @@ def _v2_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     body: dict[str, Any] = {"id": gen.id, "status": _V2_STATUS[state], "video": None, "error": None}
     if state == "completed":
         body["video"] = {"url": f"{_base_url(request)}/videos/{_file_stem(gen)}.mp4"}
-        body["meta"] = {"usage": {"credits_used": V2_CREDITS_USED, "usd_spent": V2_USD_SPENT}}
+        body["meta"] = {"usage": {"credits_used": gen.credits, "usd_spent": round(gen.credits * USD_PER_CREDIT, 6)}}
     elif state == "failed":
         body["error"] = {"name": "GenerationError", "message": FAILURE_REASON}
     return body
@@ -368,12 +380,17 @@ async def _apply_lookup_fault(request: web.Request) -> web.Response | None:
 
 
 def _accept(request: web.Request, gen: SimGeneration) -> None:
-    state, config = request.app[STATE_KEY], request.app[CONFIG_KEY]
+    state = request.app[STATE_KEY]
     state.generations[gen.id] = gen
     state.create_count += 1
-    state.balance = _balance(request) - config.cost_per_video
-    gen.charged = config.cost_per_video
+    gen.charged = _price(request, gen)
+    state.balance = _balance(request) - gen.charged
     log.info("Accepted %s generation %s (parent %s)", gen.kind, gen.id, gen.parent_id)
+
+
+def _price(request: web.Request, gen: SimGeneration) -> int:
+    """A /v2 video costs what its answer reports; a legacy one the configured price."""
+    return gen.credits if gen.kind == "v2" else request.app[CONFIG_KEY].cost_per_video
 
 
 def _balance(request: web.Request) -> float:
@@ -433,7 +450,7 @@ async def _create_common(request: web.Request, build: Callable[[dict[str, Any]],
     gen = build(body)
     if isinstance(gen, web.Response):
         return gen
-    if _balance(request) < request.app[CONFIG_KEY].cost_per_video:
+    if _balance(request) < _price(request, gen):
         return _error(request, 403)
     _accept(request, gen)
     if fault == "accept_then_500":
@@ -547,10 +564,73 @@ def _check_frame(frame: Any, name: str, allow_generation: bool, details: list[st
     return {"type": frame["type"], key: frame[key]}
 
 
+def v2_credits(model: str, options: dict[str, Any]) -> int:
+    """The simulated price of a /v2 video."""
+    factor = V2_RESOLUTION_FACTORS.get(str(options.get("resolution") or "720p"), 1.0)
+    factor *= int(options.get("duration") or 5) / 5
+    if options.get("hdr"):
+        factor *= HDR_FACTOR
+    return round(V2_BASE_CREDITS.get(model, 120_000) * factor)
+
+
+def _ray_32_build(request: web.Request, body: dict[str, Any]) -> BuildResult:
+    """Ray 3.2's body (API.md §4): no keyframes; a `type`, plain image and video URLs, HDR under conditions."""
+    details: list[str] = []
+    prompt = _check_prompt(body.get("prompt"), "prompt", details)
+    aspect = str(body.get("aspect_ratio") or "16:9")
+    if aspect not in RAY_32_ASPECT_RATIOS:
+        details.append(f"aspect_ratio must be one of {', '.join(sorted(RAY_32_ASPECT_RATIOS))}")
+    task = body.get("type") or "video"
+    if task not in RAY_32_TYPES:
+        details.append(f"type must be one of {', '.join(sorted(RAY_32_TYPES))}")
+    resolution, duration = body.get("resolution") or "720p", body.get("duration") or 5
+    if resolution not in RAY_32_RESOLUTIONS:
+        details.append(f"resolution must be one of {', '.join(sorted(RAY_32_RESOLUTIONS))}")
+    if isinstance(duration, bool) or duration not in (5, 10):
+        details.append("duration must be 5 or 10")
+    if "keyframes" in body:
+        details.append("keyframes is not supported by luma/ray-3.2: use image_url and last_image_url")
+    if body.get("loop") is not None and (not isinstance(body["loop"], bool) or task != "video"):
+        details.append("loop must be a boolean, and only for type video")
+    hdr = body.get("hdr")
+    if hdr is not None and not isinstance(hdr, bool):
+        details.append("hdr must be a boolean")
+    elif hdr and (duration != 5 or resolution not in ("720p", "1080p")):
+        details.append("hdr needs duration 5 and resolution 720p or 1080p")
+    if body.get("exr_export") and not hdr:
+        details.append("exr_export needs hdr")
+    image_url = _check_optional_str(body, "image_url", details)
+    last_image_url = _check_optional_str(body, "last_image_url", details)
+    video_url = _check_optional_str(body, "video_url", details)
+    if task != "video" and not video_url:
+        details.append(f"video_url is required for type {task}")
+    if details:
+        return _validation_error(request, details)
+    gen = _new_generation(
+        request, prompt, aspect, model=RAY_32, parent_id=None, image_url=image_url, image_end_url=last_image_url
+    )
+    gen.options = {"type": task, "resolution": resolution, "duration": duration, "hdr": bool(hdr)}
+    if video_url:
+        gen.options["video_url"] = video_url
+    gen.credits = v2_credits(RAY_32, gen.options)
+    return gen
+
+
+def _retired(request: web.Request, model: object) -> web.Response | None:
+    if model in request.app[CONFIG_KEY].retired_models:
+        return _error(request, 404, f"Model {model} is no longer available")
+    return None
+
+
 async def v2_create(request: web.Request) -> web.Response:
     def build(body: dict[str, Any]) -> BuildResult:
         details: list[str] = []
         model = body.get("model")
+        retired = _retired(request, model)
+        if retired is not None:
+            return retired
+        if model == RAY_32:
+            return _ray_32_build(request, body)
         if model not in V2_MODELS:
             details.append(f"model must be one of {', '.join(sorted(V2_MODELS))}")
         prompt = _check_prompt(body.get("prompt"), "prompt", details)
@@ -577,7 +657,7 @@ async def v2_create(request: web.Request) -> web.Response:
             if isinstance(parent, web.Response):
                 return parent
             parent_id = parent.id
-        return _new_generation(
+        gen = _new_generation(
             request,
             prompt,
             aspect,
@@ -586,6 +666,9 @@ async def v2_create(request: web.Request) -> web.Response:
             image_url=frame0["url"] if frame0 and frame0["type"] == "image" else None,
             image_end_url=frame1["url"] if frame1 else None,
         )
+        gen.options = {"resolution": body.get("resolution") or "720p", "duration": int(duration or 5)}
+        gen.credits = v2_credits(str(model), gen.options)
+        return gen
 
     return await _create_common(request, build)
 
@@ -597,6 +680,9 @@ async def v2_lookup(request: web.Request) -> web.Response:
     fault_response = await _apply_lookup_fault(request)
     if fault_response is not None:
         return fault_response
+    retired = _retired(request, generation_id.partition(":")[2])
+    if retired is not None:
+        return retired
     gen = request.app[STATE_KEY].generations.get(generation_id)
     if gen is None or gen.kind != "v2":
         return _error(request, 404, f"Generation {generation_id} not found")
@@ -659,6 +745,8 @@ async def sim_state(request: web.Request) -> web.Response:
             "parent_id": g.parent_id,
             "kind": g.kind,
             "model": g.model,
+            "credits": g.credits,
+            "options": g.options,
         }
         for g in state.generations.values()
     ]
@@ -865,6 +953,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--legacy-disabled", action="store_true", help="answer 404 on the legacy /luma-ai endpoints, as if retired"
     )
     parser.add_argument(
+        "--retired-model",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="answer 404 to creates and look-ups of this /v2 model, as if retired (repeatable; default: none)",
+    )
+    parser.add_argument(
         "--public-base-url",
         default=None,
         help="base of the video links in answers, e.g. https://sim.example.org, when Discord must fetch them "
@@ -917,6 +1012,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         slow_seconds=args.slow_seconds,
         seed=args.seed,
         legacy_enabled=not args.legacy_disabled,
+        retired_models=frozenset(args.retired_model),
         balance=args.balance,
         cost_per_video=args.cost_per_video,
         public_base_url=args.public_base_url,

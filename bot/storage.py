@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -91,6 +91,19 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX generations_running;
     CREATE INDEX generations_running ON generations (state) WHERE state IN ('submitting', 'running', 'checking');
     """,
+    """
+    ALTER TABLE generations ADD COLUMN credits_used INTEGER;
+    ALTER TABLE generations ADD COLUMN usd_spent REAL;
+    CREATE TABLE guild_rule_entries_next (
+        guild_id INTEGER NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('channel', 'role', 'exempt_role', 'blocked_phrase', 'model')),
+        value    TEXT NOT NULL,
+        PRIMARY KEY (guild_id, kind, value)
+    );
+    INSERT INTO guild_rule_entries_next (guild_id, kind, value) SELECT guild_id, kind, value FROM guild_rule_entries;
+    DROP TABLE guild_rule_entries;
+    ALTER TABLE guild_rule_entries_next RENAME TO guild_rule_entries;
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -109,6 +122,7 @@ class RuleEntry(StrEnum):
     ROLE = "role"
     EXEMPT_ROLE = "exempt_role"
     BLOCKED_PHRASE = "blocked_phrase"
+    MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,21 @@ class UsageReport:
     charged: int
     # (member, videos), most videos first.
     top_members: list[tuple[int, int]]
+    # What was spent, per member and model: the API's own figures where it reported them.
+    spend: list[SpendRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """One member's paid videos of one model in a period, and the costs the API reported for some of them."""
+
+    requester_id: int
+    model: str
+    videos: int
+    reported_videos: int
+    reported_tokens: int
+    usd_videos: int
+    usd: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +164,9 @@ class StateCount:
     count: int
     charged: int
     unannounced: int
+    # Of the charged ones: how many the API reported a cost for, and the tokens it reported.
+    reported: int = 0
+    reported_tokens: int = 0
 
 
 _COLUMNS = (
@@ -142,7 +174,7 @@ _COLUMNS = (
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
     "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
-    "check_attempts, notice_sent_at"
+    "check_attempts, notice_sent_at, credits_used, usd_spent"
 )
 
 
@@ -180,6 +212,8 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         list_read_at=row["list_read_at"],
         check_attempts=row["check_attempts"],
         notice_sent_at=row["notice_sent_at"],
+        credits_used=row["credits_used"],
+        usd_spent=row["usd_spent"],
     )
 
 
@@ -383,16 +417,25 @@ class GenerationStore:
             (guild_id, since, top),
         ) as cursor:
             top_members = [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
-        return UsageReport(generations, extensions, failures, refused, charged, top_members)
+        async with self._db.execute(
+            f"SELECT requester_id, model, COUNT(*), COUNT(credits_used), COALESCE(SUM(credits_used), 0),"
+            f" COUNT(usd_spent), COALESCE(SUM(usd_spent), 0.0) FROM generations"
+            f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED} GROUP BY requester_id, model",
+            (guild_id, since),
+        ) as cursor:
+            spend = [SpendRow(*row) for row in await cursor.fetchall()]
+        return UsageReport(generations, extensions, failures, refused, charged, top_members, spend)
 
     async def state_counts(self) -> list[StateCount]:
         """Every generation counted by state and by the API's own state, for the metrics."""
         async with self._db.execute(
             f"SELECT state, api_state, COUNT(*), COUNT(*) FILTER (WHERE {_COUNTED}),"
-            f" COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND announced_at IS NULL)"
+            f" COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND announced_at IS NULL),"
+            f" COUNT(credits_used) FILTER (WHERE {_COUNTED}),"
+            f" COALESCE(SUM(credits_used) FILTER (WHERE {_COUNTED}), 0)"
             f" FROM generations GROUP BY state, api_state"
         ) as cursor:
-            return [StateCount(row[0], row[1], row[2], row[3], row[4]) for row in await cursor.fetchall()]
+            return [StateCount(*row) for row in await cursor.fetchall()]
 
     async def mark_submitted(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
         """The API accepted the create: keep its id, from now on the tracker follows it."""
@@ -518,6 +561,7 @@ class GenerationStore:
             "UPDATE generations SET api_state = ?, state = ?,"
             " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
             " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
+            " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
             " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
             " WHERE id = ? AND state = ?",
             (
@@ -527,6 +571,8 @@ class GenerationStore:
                 api.thumbnail_url,
                 api.last_frame_url,
                 failure,
+                api.credits_used,
+                api.usd_spent,
                 state.is_final,
                 now,
                 now,
@@ -571,6 +617,27 @@ class GenerationStore:
         if generation is None:
             raise LookupError(f"generation row {row_id} does not exist")
         return generation
+
+    async def last_reported_cost(self, model: str, resolution: str | None, duration: int | None) -> int | None:
+        """What the API last reported a video of this model and these settings cost, if it ever did."""
+        async with self._db.execute(
+            "SELECT credits_used FROM generations WHERE model = ? AND credits_used IS NOT NULL"
+            " AND json_extract(extras_json, '$.resolution') IS ? AND json_extract(extras_json, '$.duration') IS ?"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (model, resolution, duration),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else None
+
+    async def latest_api_id(self, model: str, since: float) -> str | None:
+        """The id of the newest generation of `model` made since `since`, if any."""
+        async with self._db.execute(
+            "SELECT api_id FROM generations WHERE model = ? AND api_id IS NOT NULL AND created_at >= ?"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (model, since),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
         async with self._db.execute(f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,)) as cursor:
@@ -647,6 +714,7 @@ class GenerationStore:
             allowed_roles=frozenset(int(value) for value in entries[RuleEntry.ROLE]),
             exempt_roles=frozenset(int(value) for value in entries[RuleEntry.EXEMPT_ROLE]),
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
+            allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
         )
 

@@ -128,7 +128,7 @@ class SlowApi:
     def can_list(self, model: str) -> bool:
         return True
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
+    async def create(self, options: GenerationOptions, model: str) -> ApiGeneration:
         self.creates += 1
         await self.release.wait()
         return ApiGeneration(id=f"slow-{self.creates}", state="pending")

@@ -125,7 +125,7 @@ async def test_channels_roles_words_and_sharing_are_enforced(
     clock.advance(61)
     await service.refresh(mine)
     await moderation.set_sharing(1, False)
-    with pytest.raises(UserFacingError, match="only their own"):
+    with pytest.raises(UserFacingError, match="only on their own"):
         await service.extend(BOB, mine.api_id or "", GenerationOptions("bob continues"))
     moderator = Origin(1, 11, 200, is_moderator=True)
     await service.extend(moderator, mine.api_id or "", GenerationOptions("a moderator continues"))

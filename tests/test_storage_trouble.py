@@ -14,6 +14,7 @@ from bot.api_v2 import RayClient
 from bot.config import Secret
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
+from bot.model_choice import ModelChoice
 from bot.models import ApiGeneration, GenerationOptions, State
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
@@ -44,8 +45,8 @@ class DiskFailsDuringCreate:
     def can_list(self, model: str) -> bool:
         return self._inner.can_list(model)
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
-        accepted = await self._inner.create(options)
+    async def create(self, options: GenerationOptions, model: str) -> ApiGeneration:
+        accepted = await self._inner.create(options, model)
         await refuse_writes(self._store, True)
         return accepted
 
@@ -115,8 +116,8 @@ async def test_an_unknown_create_on_an_endpoint_without_a_list_is_told_honestly(
 ) -> None:
     legacy = LumaClient(http_session, simulator.base_url, Secret(SIM_KEY), retry=FAST_RETRY)
     current = RayClient(http_session, simulator.base_url, Secret(SIM_KEY), retry=FAST_RETRY)
-    service_api = VideoApiRouter(legacy, current, "luma/ray-2")
-    service = GenerationService(store, service_api, clock=clock)
+    service_api = VideoApiRouter(legacy, current, ("luma/ray-2",))
+    service = GenerationService(store, service_api, clock=clock, models=ModelChoice(service_api.models))
     simulator.state.create_faults.append("accept_then_500")
     with caplog.at_level(logging.WARNING), pytest.raises(UserFacingError) as told:
         await service.generate(ALICE, GenerationOptions("A ray of light"))

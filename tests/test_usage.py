@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.metrics import StoreSnapshot
 from bot.models import ApiGeneration, GenerationOptions, Kind
 from bot.moderation import UsageSummary
@@ -67,7 +69,7 @@ async def test_the_embed_shows_spend_per_member_and_says_what_costs_nothing(stor
     embed = usage_embed(UsageSummary(days=7, since=SINCE, report=await store.usage_report(GUILD, SINCE)))
     fields = {field.name: field.value for field in embed.fields}
     assert fields["Generations"] == "5" and fields["Extensions"] == "1"
-    assert fields["Tokens spent"] == "3,000,000 (6 × 500,000)"
+    assert fields["Tokens spent"] == "3,000,000 (6 of 6 videos at the documented price: no cost reported for them)"
     assert fields["Failed (no cost)"] == "3" and fields["Refused by the API (no cost)"] == "1"
     assert fields["Top members"].splitlines() == [
         f"<@{ALICE}> — 4 videos, 2,000,000 tokens",
@@ -86,3 +88,43 @@ async def test_metrics_count_states_and_spend_like_usage(store: GenerationStore)
     # Everything paid for, whatever the server or period: the six of GUILD and Carol's two others.
     assert snapshot.charged == 8
     assert snapshot.running_and_waiting() == (0, 1)  # the running one is still "pending" at the API
+
+
+async def test_spend_is_what_the_api_reported_and_the_documented_price_only_where_it_reported_nothing(
+    store: GenerationStore,
+) -> None:
+    async def video(user: int, model: str, credits: int | None, usd: float | None) -> None:
+        row = await store.insert_submitting(
+            kind=Kind.GENERATE,
+            guild_id=GUILD,
+            channel_id=5,
+            requester_id=user,
+            options=GenerationOptions("a prompt"),
+            parent_api_id=None,
+            now=SINCE + 60,
+            model=model,
+        )
+        api_id = f"api-{row.id}:{model}"
+        await store.mark_submitted(row.id, ApiGeneration(id=api_id, state="queued"), SINCE + 61)
+        done = ApiGeneration(id=api_id, state="completed", video_url="https://v", credits_used=credits, usd_spent=usd)
+        await store.apply_api_update(row.id, done, SINCE + 62)
+
+    await video(ALICE, "luma/ray-2", 120_000, 0.06)
+    await video(ALICE, "luma/ray-2", 120_000, 0.06)
+    await video(BOB, "luma/ray-3.2", 1_200_000, 0.6)
+    await video(CAROL, "legacy", None, None)  # the legacy endpoint reports no cost
+    summary = UsageSummary(days=1, since=SINCE, report=await store.usage_report(GUILD, SINCE))
+    assert summary.tokens_spent == 240_000 + 1_200_000 + 500_000
+    assert summary.estimated_videos == 1 and summary.usd_spent == pytest.approx(0.72)
+    assert [(m.user_id, m.videos, m.tokens) for m in summary.top_by_videos()] == [
+        (ALICE, 2, 240_000),
+        (BOB, 1, 1_200_000),
+        (CAROL, 1, 500_000),
+    ]
+    assert [m.user_id for m in summary.top_by_spend()] == [BOB, CAROL, ALICE]
+    fields = {field.name: field.value for field in usage_embed(summary).fields}
+    assert fields["Tokens spent"] == "1,940,000 (1 of 4 videos at the documented price: no cost reported for them)"
+    assert fields["USD spent (reported)"] == "$0.72"
+    assert fields["Top members by spend"].splitlines()[0] == f"<@{BOB}> — 1 video, 1,200,000 tokens"
+    snapshot = StoreSnapshot(await store.state_counts())
+    assert snapshot.tokens_spent == summary.tokens_spent  # the metrics count spend the same way

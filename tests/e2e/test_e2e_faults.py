@@ -161,11 +161,11 @@ async def test_create_refusals_and_outages_are_explained_privately(e2e: E2E) -> 
     assert e2e.creates() == before + 2
     await e2e.wait_announcement(retried.generation_id)
 
-    # The legacy endpoint retired: the member is told, the operator is told what to set.
+    # The legacy endpoint retired: the member is told plainly, the operator what to set.
     sim.config.legacy_enabled = False
     answer = await e2e.ask("generate", {"prompt": "A blue balloon in an empty sky"})
-    assert_private(answer, "LUMA_MODEL", "retired")
-    assert "LUMA_MODEL" in e2e.bot.log()
+    assert_private(answer, "Dream Machine is unavailable")
+    assert "LUMA" not in answer.text and "Remove it from LUMA_MODELS" in e2e.bot.log()
     sim.state.balance = 600_000.0  # enough for one more video (read by the bot when it starts)
     await e2e.restart_bot(LUMA_MODEL="luma/ray-2")
     current = await e2e.generate("A blue balloon in an empty sky")
@@ -175,7 +175,7 @@ async def test_create_refusals_and_outages_are_explained_privately(e2e: E2E) -> 
     before = e2e.creates()
     answer = await e2e.ask("generate", {"prompt": "A yellow balloon, one too many"})
     assert_private(answer, "paused", "can't cover a video", "Nothing was sent")
-    assert "balance" not in answer.text and "can't cover a video (500000 tokens)" in e2e.bot.log()
+    assert "balance" not in answer.text and "can't cover a video (" in e2e.bot.log()
     assert e2e.creates() == before
 
     # Nothing about the failed commands was announced later, and nothing of theirs was created twice.
