@@ -40,7 +40,7 @@ V2 = ("POST", "/v2/video/generations")
         ("luma/ray-2", GenerationOptions("p", resolution="360p"), "Ray 2 makes videos at 540p, 720p, 1080p or 4k"),
         ("luma/ray-2", GenerationOptions("p", hdr=True), "Ray 2 doesn't make HDR videos"),
         ("luma/ray-3.2", GenerationOptions("p", "21:9", resolution="360p", duration=10, loop=True), None),
-        ("luma/ray-3.2", GenerationOptions("p", resolution="1080p", duration=5, hdr=True), None),
+        ("luma/ray-3.2", GenerationOptions("a dear one", resolution="1080p", duration=5, hdr=True), None),
         ("luma/ray-3.2", GenerationOptions("p", "9:21"), "Ray 3.2 makes videos in 16:9, 1:1, 9:16, 4:3, 3:4 or 21:9"),
         ("luma/ray-3.2", GenerationOptions("p", resolution="4k"), "not 4k"),
         ("luma/ray-3.2", GenerationOptions("p", duration=9), "5 or 10 seconds, not 9"),
@@ -262,3 +262,42 @@ async def test_the_reported_cost_is_stored_and_prices_the_next_balance_check(
     await service.generate(HERE, hd)
     with pytest.raises(UserFacingError, match="can't cover a video"):
         await service.generate(HERE, GenerationOptions("classic", model="legacy"))
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"duration": 10, "resolution": "720p", "hdr": True}, "hdr needs duration 5"),
+        ({"resolution": "4k"}, "resolution must be one of"),
+        ({"aspect_ratio": "9:21"}, "aspect_ratio must be one of"),
+        ({"keyframes": {"frame0": {"type": "image", "url": "https://x"}}}, "keyframes is not supported"),
+        ({"type": "video_edit"}, "video_url is required for type video_edit"),
+        ({"type": "video_reframe", "video_url": "https://v", "loop": True}, "only for type video"),
+        ({"exr_export": True}, "exr_export needs hdr"),
+    ],
+)
+async def test_the_simulator_holds_ray_3_2_to_its_documented_options(
+    simulator: RunningSimulator, http_session: aiohttp.ClientSession, body: dict[str, object], problem: str
+) -> None:
+    request = {"model": "luma/ray-3.2", "prompt": "a test"} | body
+    async with http_session.post(
+        f"{simulator.base_url}/v2/video/generations", json=request, headers={"Authorization": f"Bearer {SIM_KEY}"}
+    ) as response:
+        assert response.status == 400
+        assert problem in " ".join((await response.json())["details"])
+    assert simulator.state.create_count == 0
+
+
+async def test_the_simulator_prices_each_video_by_model_and_settings(
+    router: VideoApiRouter, simulator: RunningSimulator
+) -> None:
+    cheap = await router.create(GenerationOptions("a cheap one", resolution="540p"), "luma/ray-flash-2")
+    dear = await router.create(
+        GenerationOptions("a dear one", resolution="1080p", duration=5, hdr=True), "luma/ray-3.2"
+    )
+    reframed = await router.create(
+        GenerationOptions("a tall one", "9:16", transform="video_reframe", source_video_url="https://v"), "luma/ray-3.2"
+    )
+    credits = {gen.id: gen.credits for gen in simulator.state.generations.values()}
+    assert (credits[cheap.id], credits[dear.id], credits[reframed.id]) == (45_000, 600_000, 200_000)
+    assert simulator.state.generations[reframed.id].options["type"] == "video_reframe"
