@@ -23,6 +23,7 @@ from .generations import GenerationService, VideoApi
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
+from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .startup import silence_voice_warnings
 from .storage import GenerationStore, StorageUnavailable
@@ -30,7 +31,7 @@ from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation")
+EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue")
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -153,7 +154,17 @@ class VideoBot(commands.Bot):
             balance=balance,
             check_schedule=schedule,
             models=ModelChoice(settings.luma_models),
+            max_running=settings.max_running_generations,
         )
+        # The board that edits waiting jobs' status messages is set by cogs.queue.
+        self.queue_runner = QueueRunner(
+            store,
+            self.generations,
+            self.moderation.rules,
+            max_running=settings.max_running_generations,
+            timeout_seconds=settings.queue_timeout_seconds,
+        )
+        self.generations.wake_queue = self.queue_runner.wake
         self.announcer = DiscordAnnouncer(self)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
@@ -164,6 +175,7 @@ class VideoBot(commands.Bot):
             timeout_seconds=settings.generation_timeout_seconds,
             balance=balance,
             reconciler=Reconciler(store, api, schedule=schedule),
+            queue=self.queue_runner,
         )
 
     async def setup_hook(self) -> None:
@@ -181,6 +193,7 @@ class VideoBot(commands.Bot):
         if self._model_check is not None:
             self._model_check.cancel()
         await self.tracker.stop()
+        await self.queue_runner.stop()
         await super().close()
 
     def commands_digest(self) -> str:

@@ -69,6 +69,10 @@ class Settings:
     # A create whose answer never came is first looked for in the account's list after this long, and for this long.
     reconcile_first_check_seconds: float = 30.0
     reconcile_window_minutes: float = 60.0
+    # The operator's cap on generations running at the API at once, across all servers (0 = no cap); more wait in
+    # the queue, and a job waits at most this long before it is dropped.
+    max_running_generations: int = 0
+    queue_timeout_minutes: float = 60.0
 
     @property
     def luma_model(self) -> str:
@@ -78,6 +82,10 @@ class Settings:
     @property
     def generation_timeout_seconds(self) -> float:
         return self.generation_timeout_minutes * 60
+
+    @property
+    def queue_timeout_seconds(self) -> float:
+        return self.queue_timeout_minutes * 60
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -204,4 +212,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
         reconcile_first_check_seconds=_bounded_float(env, "RECONCILE_FIRST_CHECK_SECONDS", 30.0, 60.0),
         reconcile_window_minutes=_bounded_float(env, "RECONCILE_WINDOW_MINUTES", 60.0, 24 * 60.0),
+        max_running_generations=_non_negative_int(env, "MAX_RUNNING_GENERATIONS"),
+        queue_timeout_minutes=_positive_float(env, "QUEUE_TIMEOUT_MINUTES", 60.0),
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
+from .api_client import ApiNotFound, ApiRateLimited, CreateOutcomeUnknown, VideoApiError
 from .balance import BalanceService
 from .catalogue import check_options, label_of, spec_of
 from .errors import UserFacingError
@@ -27,15 +28,19 @@ from .models import (
 )
 from .moderation import ModerationService
 from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
+from .queue import positions
 from .quota import (
+    Admission,
     GuildRules,
+    LimitReached,
     Member,
     ServerLimits,
     Usage,
+    admit,
     check_access,
-    check_limits,
     check_prompt_allowed,
     day_start,
+    is_exempt,
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
 from .storage import GenerationStore, StorageUnavailable
@@ -66,6 +71,11 @@ _PROBE_PROBLEMS = {
 # An accepted id whose write failed is written again after this long, doubling up to the cap, until it is stored.
 RECORD_RETRY_FIRST_SECONDS = 0.5
 RECORD_RETRY_MAX_SECONDS = 30.0
+# A queued job the API answered 429 is tried again after this long, doubling with each 429, up to the cap.
+RATE_LIMIT_BACKOFF_FIRST_SECONDS = 15.0
+RATE_LIMIT_BACKOFF_MAX_SECONDS = 300.0
+# A queued job the balance can't pay for now waits this long before it is tried again.
+BALANCE_BACKOFF_SECONDS = 60.0
 
 
 def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
@@ -136,6 +146,25 @@ def _ended_how(generation: Generation) -> str:
     }.get(generation.state, f"is {generation.display_state}")
 
 
+_ROW_REFERENCE = re.compile(r"^#?\d{1,18}$")
+_STARTED = (State.SUBMITTING, State.RUNNING, State.CHECKING)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The queue as one member of one server sees it."""
+
+    running_everywhere: int
+    max_running: int
+    running_here: int
+    server_cap: int
+    waiting_here: int
+    waiting_everywhere: int
+    # (place in the queue, job): the caller's own, or the whole server's for a moderator.
+    jobs: list[tuple[int, Generation]]
+    shows_everyone: bool
+
+
 class GenerationService:
     """Starts generations and extensions and answers questions about them."""
 
@@ -149,8 +178,13 @@ class GenerationService:
         clock: Callable[[], float] = time.time,
         check_schedule: CheckSchedule = DEFAULT_SCHEDULE,
         models: ModelChoice | None = None,
+        max_running: int = 0,
     ) -> None:
         self._store = store
+        # The operator's cap on generations running at the API at once (0 = none).
+        self.max_running = max_running
+        # Called when a job joins the queue or frees a slot: the queue runner looks at once (set by the wiring).
+        self.wake_queue: Callable[[], None] = lambda: None
         self._api = api
         self.models = models or ModelChoice((LEGACY_MODEL,))
         self._clock = clock
@@ -162,6 +196,10 @@ class GenerationService:
         self._in_flight: dict[asyncio.Task[Any], int] = {}
         self._closing = False
         self._moderation = moderation or ModerationService(store, ServerLimits(), global_daily=0, clock=clock)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     @contextlib.asynccontextmanager
     async def submitting(self) -> AsyncIterator[None]:
@@ -205,11 +243,16 @@ class GenerationService:
         Returns the rules and the options with their model settled."""
         rules, options = await self._permitted(origin, options, parent)
         now = self._clock()
-        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
-        refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
-        if refusal is not None:
-            raise refusal
+        usage = await self._store.queue_usage_now(origin.guild_id, origin.user_id, day_start(now), now)
+        outcome = self._admit(rules, origin.member, usage, now)
+        if isinstance(outcome, LimitReached):
+            raise outcome
         return rules, options
+
+    def _admit(self, rules: GuildRules, member: Member, usage: Usage, now: float) -> Admission | LimitReached:
+        return admit(
+            rules, member, usage, now, global_daily=self._moderation.global_daily, max_running=self.max_running
+        )
 
     async def _permitted(
         self, origin: Origin, options: GenerationOptions, parent: Generation | None
@@ -327,6 +370,76 @@ class GenerationService:
         """Generations of this server matching typed text, for autocomplete."""
         return await self._store.search_references(guild_id, text.strip())
 
+    async def find_job(self, guild_id: int, reference: str) -> Generation:
+        """A generation of this server by its id, or a job by its `#number` (a waiting job has no id yet)."""
+        text = reference.strip()
+        if not _ROW_REFERENCE.match(text):
+            return await self.find(guild_id, text)
+        job = await self._store.get(int(text.lstrip("#")))
+        if job is None or job.guild_id != guild_id:
+            raise not_found(text)
+        return job
+
+    async def cancel(self, origin: Origin, reference: str) -> Generation:
+        """Remove a waiting job: its requester or a moderator may; a job already sent can't be stopped."""
+        job = await self.find_job(origin.guild_id, reference)
+        own = job.requester_id == origin.user_id
+        if not own and not origin.is_moderator:
+            raise UserFacingError(
+                f"`{job.reference}` was asked for by another member: only they or a moderator (Manage Server) can "
+                "cancel it."
+            )
+        if job.state is State.QUEUED:
+            reason = (
+                f"Cancelled by {'its requester' if own else 'a moderator'} while it waited: nothing was sent or "
+                "charged, and it does not count toward the limits."
+            )
+            try:
+                removed = await self._store.cancel_queued(job.id, reason, self._clock())
+            except StorageUnavailable as error:
+                raise UserFacingError(
+                    "The bot can't save anything right now (its database can't be written), so the job still waits."
+                ) from error
+            if removed:
+                log.info("Row %d was cancelled while it waited (by member %d)", job.id, origin.user_id)
+                return await self._store.get(job.id) or job
+            job = await self._store.get(job.id) or job
+        if job.state in _STARTED:
+            raise UserFacingError(
+                f"`{job.reference}` has already been sent to the video service, which can't stop a video once it has "
+                "started: it will be posted here when it is ready."
+            )
+        raise UserFacingError(f"`{job.reference}` is not waiting any more: it is {job.display_state}.")
+
+    async def current(self, generation: Generation) -> Generation:
+        """The generation as stored now."""
+        return await self._store.get(generation.id) or generation
+
+    async def position(self, generation: Generation) -> int | None:
+        """A waiting job's place in the queue (1 = next); None when it is not waiting."""
+        if generation.state is not State.QUEUED:
+            return None
+        return (await positions(self._store, self._clock())).get(generation.id)
+
+    async def queue_view(self, origin: Origin) -> QueueView:
+        """Running now against the caps, how many wait, and the caller's waiting jobs (a moderator's: everyone's)."""
+        rules = await self._moderation.rules(origin.guild_id)
+        running = await self._store.running_counts()
+        waiting = await self._store.queued()
+        places = await positions(self._store, self._clock())
+        here = [job for job in waiting if job.guild_id == origin.guild_id]
+        shown = [job for job in here if origin.is_moderator or job.requester_id == origin.user_id]
+        return QueueView(
+            running_everywhere=sum(running.values()),
+            max_running=self.max_running,
+            running_here=sum(n for (guild, _), n in running.items() if guild == origin.guild_id),
+            server_cap=rules.limits.server_concurrent,
+            waiting_here=len(here),
+            waiting_everywhere=len(waiting),
+            jobs=sorted(((places.get(job.id, 0), job) for job in shown), key=lambda pair: pair[0]),
+            shows_everyone=origin.is_moderator,
+        )
+
     async def attach_status_message(self, generation: Generation, message_id: int) -> None:
         """Remember the public status message so the announcement can reply to it (a nicety: the video is announced
         without it if the database can't take it now)."""
@@ -356,13 +469,15 @@ class GenerationService:
             await self._balance.ensure_affordable(price)
         now = self._clock()
 
-        def admit(usage: Usage) -> None:
-            refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
-            if refusal is not None:
-                raise refusal
+        def decide(usage: Usage) -> bool:
+            outcome = self._admit(rules, origin.member, usage, now)
+            if isinstance(outcome, LimitReached):
+                raise outcome
+            return outcome is Admission.QUEUE
 
+        exempt = is_exempt(rules, origin.member)
         try:
-            row = await self._store.insert_submitting(
+            row = await self._store.reserve(
                 kind=kind,
                 guild_id=origin.guild_id,
                 channel_id=origin.channel_id,
@@ -371,24 +486,64 @@ class GenerationService:
                 parent_api_id=parent.api_id if parent else None,
                 now=now,
                 model=model,
-                admit=admit,
                 counted_since=day_start(now),
+                decide=decide,
+                limits_exempt=exempt,
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error
+        if row.state is State.QUEUED:
+            log.info("Row %d (%s) waits in the queue", row.id, kind.value)
+            self.wake_queue()
+            return row
+        may_wait = exempt or rules.limits.user_queued > 0
+        return await self._send(row, options, price, may_wait=may_wait)
+
+    async def send_queued(self, row: Generation) -> Generation:
+        """Send a job the queue runner moved from 'queued' to 'submitting', by the same path as a direct create."""
+        options = options_of(row)
+        price = await self.expected_price(options)
+        if self._closing:
+            # Not sent: it waits again, at its place, for the next start.
+            return await self._store.requeue(row.id, self._clock(), not_before=self._clock())
+        if self._balance is not None:
+            try:
+                await self._balance.ensure_affordable(price)
+            except UserFacingError:
+                log.warning("Row %d waits on: the balance can't pay for it now", row.id)
+                now = self._clock()
+                return await self._store.requeue(row.id, now, not_before=now + BALANCE_BACKOFF_SECONDS)
+        async with self.submitting():
+            try:
+                return await self._send(row, options, price, may_wait=True, answered_now=False)
+            except UserFacingError as refusal:
+                # The row holds the outcome; the tracker tells the requester, whose command was answered long ago.
+                log.info("Queued row %d ended at once: %s", row.id, refusal.message)
+                return await self._store.get(row.id) or row
+            finally:
+                self.wake_queue()
+
+    async def _send(
+        self, row: Generation, options: GenerationOptions, price: int, *, may_wait: bool, answered_now: bool = True
+    ) -> Generation:
+        """Send a row that is 'submitting' exactly once and record what the API answered. A 429 (provably refused,
+        so not charged) puts the job back in the queue at its place where the server lets members wait.
+        `answered_now`: the command's answer tells the requester an outcome (else the tracker announces it)."""
+        model = row.model
+        kind = row.kind
         try:
-            if kind is Kind.EXTEND and parent is not None and parent.api_id is not None:
-                accepted = await self._api.extend(parent.api_id, options, model)
+            if kind is Kind.EXTEND and row.parent_api_id is not None:
+                accepted = await self._api.extend(row.parent_api_id, options, model)
             else:
                 accepted = await self._api.create(options, model)
         except CreateOutcomeUnknown as error:
-            return await self._outcome_unknown(row, error)
+            return await self._outcome_unknown(row, error, requester_told=answered_now)
+        except ApiRateLimited as error:
+            if not may_wait:
+                return await self._refused(row, error, kind, answered_now)
+            return await self._back_in_queue(row, error)
         except VideoApiError as error:
-            message = self._refusal_message(error, model, parent)
-            log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
-            now = self._clock()
-            await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
-            raise UserFacingError(message) from error
+            return await self._refused(row, error, kind, answered_now)
         except BaseException:
             # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: look for it, never resend.
             await self._look_for(row, requester_told=False)
@@ -400,6 +555,27 @@ class GenerationService:
         now = self._clock()
         on_the_way = replace(row, api_id=accepted.id, api_state=accepted.state, state=State.RUNNING, submitted_at=now)
         return await self._record(on_the_way, lambda: self._store.mark_submitted(row.id, accepted, now))
+
+    async def _refused(self, row: Generation, error: VideoApiError, kind: Kind, answered_now: bool) -> Generation:
+        message = self._refusal_message(error, row.model, row.parent_api_id)
+        log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
+        now = self._clock()
+        if answered_now:
+            await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
+        else:
+            await self._record(row, lambda: self._store.mark_rejected_untold(row.id, message, now))
+        raise UserFacingError(message) from error
+
+    async def _back_in_queue(self, row: Generation, error: ApiRateLimited) -> Generation:
+        now = self._clock()
+        backoff = min(RATE_LIMIT_BACKOFF_MAX_SECONDS, RATE_LIMIT_BACKOFF_FIRST_SECONDS * 2.0**row.queue_attempts)
+        not_before = now + max(backoff, error.retry_after or 0.0)
+        log.info("The API answered 429 to row %d: back in the queue, tried again in %.0f s", row.id, not_before - now)
+        queued = await self._record(
+            replace(row, state=State.QUEUED), lambda: self._store.requeue(row.id, now, not_before=not_before)
+        )
+        self.wake_queue()
+        return queued
 
     async def check_models(self) -> dict[str, ModelStatus]:
         """At start: a free look-up per enabled model. One that is gone or refuses the key is logged with the setting
@@ -432,7 +608,9 @@ class GenerationService:
             recovered.append(await self._look_for(row, requester_told=False))
         return recovered
 
-    async def _outcome_unknown(self, row: Generation, error: CreateOutcomeUnknown) -> Generation:
+    async def _outcome_unknown(
+        self, row: Generation, error: CreateOutcomeUnknown, *, requester_told: bool = True
+    ) -> Generation:
         """The create may have been accepted: look for it where the endpoint allows, and say so honestly."""
         sent_at = datetime.fromtimestamp(row.created_at, UTC).isoformat(timespec="seconds")
         if self._api.can_list(row.model):
@@ -443,7 +621,7 @@ class GenerationService:
                 sent_at,
                 error,
             )
-            return await self._look_for(row, requester_told=True)
+            return await self._look_for(row, requester_told=requester_told, restarted=False)
         log.warning(
             "Create for row %d has an unknown outcome: %s. Not resending. %s keeps no list of generations, so check "
             "by hand for one made at about %s UTC with prompt %r (server %d, channel %d, member %d); "
@@ -458,10 +636,10 @@ class GenerationService:
             row.requester_id,
             row.id,
         )
-        await self._look_for(row, requester_told=True)
+        await self._look_for(row, requester_told=requester_told, restarted=False)
         raise UserFacingError(NO_LIST_UNCONFIRMED) from error
 
-    async def _look_for(self, row: Generation, *, requester_told: bool) -> Generation:
+    async def _look_for(self, row: Generation, *, requester_told: bool, restarted: bool | None = None) -> Generation:
         """Hand a create with an unknown outcome to reconciliation (or, where nothing can find it, to the tracker's
         report); the requester hears the outcome either way."""
         now = self._clock()
@@ -472,7 +650,7 @@ class GenerationService:
                 lambda: self._store.mark_unconfirmed(row.id, NO_LIST_UNCONFIRMED, now, requester_told=requester_told),
             )
         next_check_at, check_until = self._check_schedule.start(now)
-        note = checking_note(self._check_schedule, restarted=not requester_told)
+        note = checking_note(self._check_schedule, restarted=not requester_told if restarted is None else restarted)
         return await self._record(
             replace(row, state=State.CHECKING, failure_reason=note),
             lambda: self._store.mark_checking(
@@ -504,11 +682,11 @@ class GenerationService:
                 )
                 return
 
-    def _refusal_message(self, error: VideoApiError, model: str, parent: Generation | None) -> str:
+    def _refusal_message(self, error: VideoApiError, model: str, parent_api_id: str | None) -> str:
         if not isinstance(error, ApiNotFound):
             return error.user_message
-        if parent is not None and model != LEGACY_MODEL:
-            return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
+        if parent_api_id is not None and model != LEGACY_MODEL:
+            return f"The video service no longer knows generation `{parent_api_id}`, so it can't be extended."
         # The model's endpoint is gone: members hear so plainly, the operator learns what to change.
         self.models.mark_unavailable(model)
         others = [other for other in self.models.enabled if other != model and not self.models.is_unavailable(other)]
@@ -523,6 +701,25 @@ class GenerationService:
         if others:
             return message + f" Choose {' or '.join(label_of(other) for other in others)} with the `model` option."
         return message + " The bot's operator has been alerted."
+
+
+def options_of(row: Generation) -> GenerationOptions:
+    """The options a stored job was accepted with, as they are sent."""
+    extras = row.extras
+    return GenerationOptions(
+        row.prompt,
+        row.aspect_ratio,
+        row.expand_prompt,
+        resolution=extras.get("resolution"),
+        duration=extras.get("duration"),
+        loop=extras.get("loop"),
+        image_url=extras.get("image_url"),
+        image_end_url=extras.get("image_end_url"),
+        model=row.model,
+        hdr=extras.get("hdr"),
+        transform=row.kind.api_type,
+        source_video_url=extras.get("source_video_url"),
+    )
 
 
 def _kind_of(options: GenerationOptions, parent: Generation | None) -> Kind:

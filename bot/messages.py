@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import discord
 
 from .catalogue import label_of
 from .models import Delivery, Generation, Kind, State
+
+if TYPE_CHECKING:
+    from .generations import QueueView
 
 CONTENT_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
@@ -22,6 +26,9 @@ _TITLES = {
     Kind.REFRAME: "Video reframe",
 }
 _STATE_COLOURS = {
+    State.QUEUED: discord.Colour.light_grey(),
+    State.CANCELLED: discord.Colour.dark_grey(),
+    State.EXPIRED: discord.Colour.dark_grey(),
     State.SUBMITTING: discord.Colour.light_grey(),
     State.RUNNING: discord.Colour.blurple(),
     State.COMPLETED: discord.Colour.green(),
@@ -46,8 +53,8 @@ def _timestamp(epoch: float) -> str:
     return discord.utils.format_dt(datetime.fromtimestamp(epoch, UTC), "R")
 
 
-def status_embed(generation: Generation, *, note: str | None = None) -> discord.Embed:
-    """A generation's id, prompt, requester, state and (when finished) its video."""
+def status_embed(generation: Generation, *, note: str | None = None, position: int | None = None) -> discord.Embed:
+    """A generation's id, prompt, requester, state and (when finished) its video; a waiting job's place."""
     title = _TITLES[generation.kind]
     embed = discord.Embed(
         title=title,
@@ -56,6 +63,8 @@ def status_embed(generation: Generation, *, note: str | None = None) -> discord.
     )
     embed.add_field(name="Id", value=f"`{generation.reference}`", inline=False)
     embed.add_field(name="State", value=generation.display_state, inline=True)
+    if generation.state is State.QUEUED and position is not None:
+        embed.add_field(name="Position in the queue", value=str(position), inline=True)
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
     embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
     embed.add_field(name="Model", value=label_of(generation.model), inline=True)
@@ -78,6 +87,11 @@ def status_embed(generation: Generation, *, note: str | None = None) -> discord.
     embed.add_field(name="Requested", value=started, inline=True)
     if generation.state is State.RUNNING:
         embed.set_footer(text="The video will be posted in this channel when it is ready.")
+    if generation.state is State.QUEUED:
+        embed.set_footer(
+            text="Waiting for a free slot: it starts by itself, and the video is posted here when ready. Nothing "
+            f"is sent or charged until then; Cancel or /cancel {generation.reference} removes it."
+        )
     if note:
         embed.set_footer(text=note)
     return embed
@@ -123,6 +137,14 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
         reason = plain(generation.failure_reason or "Trying again is safe.", 500)
         head = f"{mention} your video request never reached the video service{where}. {reason}\n"
         body = f"Request {reference} · **{prompt}**"
+    elif generation.state is State.REJECTED:
+        reason = plain(generation.failure_reason or "no reason given", 500)
+        head = f"{mention} the video service refused your queued request{where}: {reason}\n"
+        body = f"Request {reference} · **{prompt}** · nothing was charged."
+    elif generation.state is State.EXPIRED:
+        reason = plain(generation.failure_reason or "It waited too long.", 500)
+        head = f"{mention} your video request was dropped from the queue{where}. {reason}\n"
+        body = f"Request {reference} · **{prompt}**"
     elif generation.state is State.TIMED_OUT:
         reason = plain(generation.failure_reason or "It took too long.", 300)
         head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"
@@ -133,6 +155,28 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
         body = f"Request {reference} · **{prompt}**"
     # The body holds the video link: cut the head, never the link.
     return head[: CONTENT_LIMIT - len(body)] + body
+
+
+def _running_line(running: int, cap: int) -> str:
+    return f"{running} of {cap}" if cap else f"{running} (no cap)"
+
+
+def queue_embed(view: QueueView) -> discord.Embed:
+    """/queue: running now against the caps, how many wait, and the waiting jobs the caller may see."""
+    embed = discord.Embed(title="The video queue", colour=discord.Colour.blurple())
+    embed.add_field(name="Running in this server", value=_running_line(view.running_here, view.server_cap))
+    embed.add_field(name="Running for all servers", value=_running_line(view.running_everywhere, view.max_running))
+    embed.add_field(name="Waiting", value=f"{view.waiting_here} here, {view.waiting_everywhere} in all")
+    lines = []
+    for place, job in view.jobs:
+        who = f" · <@{job.requester_id}>" if view.shows_everyone else ""
+        lines.append(f"**{place}.** `{job.reference}`{who} · {_timestamp(job.queued_at or job.created_at)}")
+        lines.append(plain(job.prompt, 80))
+    title = "Waiting jobs of this server" if view.shows_everyone else "Your waiting jobs"
+    nothing = "none" if view.shows_everyone else "none: your videos start at once, or are running"
+    embed.add_field(name=title, value="\n".join(lines)[:EMBED_FIELD_LIMIT] or nothing, inline=False)
+    embed.set_footer(text="Places count across all servers (1 = next). /cancel <id> removes a waiting job.")
+    return embed
 
 
 def autocomplete_label(generation: Generation) -> str:

@@ -38,6 +38,8 @@ class Kind(StrEnum):
 class State(StrEnum):
     """Where a generation stands, from our side of the API."""
 
+    # Accepted (and counted against the daily limits) but waiting for a running slot: nothing was sent yet.
+    QUEUED = "queued"
     # The row is written and the create request is being sent: the API may or may not have it.
     SUBMITTING = "submitting"
     RUNNING = "running"
@@ -53,10 +55,14 @@ class State(StrEnum):
     UNCONFIRMED = "unconfirmed"
     # No answer came back and the account's list never showed the request: nothing was made or charged.
     NOT_RECEIVED = "not_received"
+    # A waiting job removed by its requester or a moderator, or dropped after waiting too long: never sent, not
+    # charged, not counted.
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
     @property
     def is_final(self) -> bool:
-        return self not in (State.SUBMITTING, State.RUNNING, State.CHECKING)
+        return self not in (State.QUEUED, State.SUBMITTING, State.RUNNING, State.CHECKING)
 
     @property
     def label(self) -> str:
@@ -64,6 +70,7 @@ class State(StrEnum):
 
 
 _STATE_LABELS = {
+    State.QUEUED: "waiting in the queue",
     State.SUBMITTING: "submitting",
     State.RUNNING: "running",
     State.COMPLETED: "completed",
@@ -73,6 +80,8 @@ _STATE_LABELS = {
     State.CHECKING: "checking with the video service",
     State.UNCONFIRMED: "unconfirmed",
     State.NOT_RECEIVED: "not received by the video service",
+    State.CANCELLED: "cancelled",
+    State.EXPIRED: "dropped from the queue",
 }
 
 
@@ -194,6 +203,13 @@ class Generation:
     # What the API reported it cost, where it did.
     credits_used: int | None = None
     usd_spent: float | None = None
+    # The queue: when the job started waiting (None: it never waited), when it left the queue for the API, how often
+    # the API answered 429 to it, when it may be tried again, and whether its requester skips the server's limits.
+    queued_at: float | None = None
+    started_at: float | None = None
+    queue_attempts: int = 0
+    not_before: float | None = None
+    limits_exempt: bool = False
 
     @property
     def display_state(self) -> str:

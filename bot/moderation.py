@@ -21,6 +21,8 @@ LIMIT_MAXIMUMS = {
     "server_daily": 1_000_000,
     "user_concurrent": 1_000_000,
     "cooldown_seconds": 1_000_000,
+    "server_concurrent": 1_000_000,
+    "user_queued": 1_000_000,
 }
 
 

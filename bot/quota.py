@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from .errors import UserFacingError
 
@@ -20,6 +21,10 @@ class ServerLimits:
     server_daily: int = 0
     user_concurrent: int = 0
     cooldown_seconds: int = 0
+    # How many may run at the API at once for the whole server (0 = no cap), and how many jobs one member may have
+    # waiting in the queue (0 = none: a command past a running cap is refused).
+    server_concurrent: int = 0
+    user_queued: int = 3
 
     def merged(self, overrides: dict[str, int | None]) -> ServerLimits:
         """These limits with every non-None override applied."""
@@ -51,6 +56,12 @@ class Usage:
     everyone_today: int = 0
     user_running: int = 0
     user_last_submitted_at: float | None = None
+    # For the queue: running at the API for the server and for everyone, the member's waiting jobs, and the jobs
+    # waiting anywhere that could be sent now (a new job does not overtake them).
+    server_running: int = 0
+    everyone_running: int = 0
+    user_queued: int = 0
+    waiting_ready: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,72 @@ def check_limits(
                 ready_at,
             )
     return None
+
+
+class Admission(StrEnum):
+    """What becomes of a submission that passed the limits."""
+
+    START = "start"
+    QUEUE = "queue"
+
+
+def running_cap_reached(rules: GuildRules, member: Member, usage: Usage, *, max_running: int) -> str | None:
+    """Which running cap (operator, server, member) a new job would pass now, or None."""
+    if max_running and usage.everyone_running >= max_running:
+        return "max_running"
+    if is_exempt(rules, member):
+        return None
+    limits = rules.limits
+    if limits.server_concurrent and usage.server_running >= limits.server_concurrent:
+        return "server_concurrent"
+    if limits.user_concurrent and usage.user_running >= limits.user_concurrent:
+        return "user_concurrent"
+    return None
+
+
+def admit(
+    rules: GuildRules, member: Member, usage: Usage, now: float, *, global_daily: int, max_running: int
+) -> Admission | LimitReached:
+    """Start now, wait in the queue, or a refusal. A job that would pass a running cap waits (while the member has
+    room in the queue); so does one that would overtake jobs already waiting for a slot."""
+    unlimited_running = replace(rules, limits=replace(rules.limits, user_concurrent=0))
+    refusal = check_limits(unlimited_running, member, usage, now, global_daily=global_daily)
+    if refusal is not None:
+        return refusal
+    cap = running_cap_reached(rules, member, usage, max_running=max_running)
+    if cap is None and not usage.waiting_ready:
+        return Admission.START
+    queue_room = rules.limits.user_queued
+    if is_exempt(rules, member):
+        return Admission.QUEUE
+    if not queue_room:
+        if cap is None:
+            return Admission.START  # the server lets nobody wait: nothing to queue behind
+        return check_limits(rules, member, usage, now, global_daily=global_daily) or _running_refusal(cap, usage)
+    if usage.user_queued >= queue_room:
+        return LimitReached(
+            "user_queued",
+            f"You already have {usage.user_queued} of {queue_room} videos waiting in the queue in this server. "
+            "You can queue another as soon as one of them starts; `/queue` shows where they stand.",
+            None,
+        )
+    return Admission.QUEUE
+
+
+def _running_refusal(cap: str, usage: Usage) -> LimitReached:
+    if cap == "max_running":
+        return LimitReached(
+            cap,
+            f"The bot is making as many videos as it may at once ({usage.everyone_running}). "
+            "Please try again when one of them is finished.",
+            None,
+        )
+    return LimitReached(
+        cap,
+        f"This server already has {usage.server_running} videos running at once, its limit. "
+        "Please try again when one of them is finished.",
+        None,
+    )
 
 
 def check_access(rules: GuildRules, member: Member, channel_id: int, channel_parent_id: int | None = None) -> None:

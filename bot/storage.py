@@ -8,8 +8,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -104,15 +104,25 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE guild_rule_entries;
     ALTER TABLE guild_rule_entries_next RENAME TO guild_rule_entries;
     """,
+    """
+    ALTER TABLE generations ADD COLUMN queued_at REAL;
+    ALTER TABLE generations ADD COLUMN started_at REAL;
+    ALTER TABLE generations ADD COLUMN queue_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE generations ADD COLUMN not_before REAL;
+    ALTER TABLE generations ADD COLUMN limits_exempt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE guild_limits ADD COLUMN server_concurrent INTEGER;
+    ALTER TABLE guild_limits ADD COLUMN user_queued INTEGER;
+    CREATE INDEX generations_queued ON generations (queued_at) WHERE state = 'queued';
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
 # report a failure, which Luma does not charge.
-_COUNTED = "state NOT IN ('rejected', 'failed', 'not_received')"
+_COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'expired')"
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
 # How often the log says that the database cannot be written, while it cannot.
 WRITE_TROUBLE_LOG_INTERVAL = 60.0
-LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds")
+LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
 
 
 class RuleEntry(StrEnum):
@@ -174,7 +184,8 @@ _COLUMNS = (
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
     "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
-    "check_attempts, notice_sent_at, credits_used, usd_spent"
+    "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
+    "limits_exempt"
 )
 
 
@@ -214,6 +225,11 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         notice_sent_at=row["notice_sent_at"],
         credits_used=row["credits_used"],
         usd_spent=row["usd_spent"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        queue_attempts=row["queue_attempts"],
+        not_before=row["not_before"],
+        limits_exempt=bool(row["limits_exempt"]),
     )
 
 
@@ -449,6 +465,10 @@ class GenerationStore:
     async def mark_rejected(self, row_id: int, reason: str, now: float) -> Generation:
         """The API refused the create: nothing runs, and the member was told in the command's answer."""
         return await self._finish_submission(row_id, State.REJECTED, reason, now, announced=True)
+
+    async def mark_rejected_untold(self, row_id: int, reason: str, now: float) -> Generation:
+        """The API refused a queued job's create: nothing runs, and the tracker tells the requester."""
+        return await self._finish_submission(row_id, State.REJECTED, reason, now, announced=False)
 
     async def mark_unconfirmed(self, row_id: int, reason: str, now: float, *, requester_told: bool) -> Generation:
         """The create may have been accepted without an answer; it is never resent."""
@@ -689,13 +709,195 @@ class GenerationStore:
                 raise StorageUnavailable(str(error)) from error
             self._write_trouble.succeeded()
 
+    # --- the queue ----------------------------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        kind: Kind,
+        guild_id: int,
+        channel_id: int,
+        requester_id: int,
+        options: GenerationOptions,
+        parent_api_id: str | None,
+        now: float,
+        model: str,
+        counted_since: float,
+        decide: Callable[[Usage], bool],
+        limits_exempt: bool = False,
+    ) -> Generation:
+        """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
+        says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves)."""
+
+        async def work() -> int:
+            usage = await self._queue_usage(guild_id, requester_id, counted_since, now)
+            queued = decide(usage)
+            state = State.QUEUED if queued else State.SUBMITTING
+            async with self._db.execute(
+                "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
+                " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind.value,
+                    guild_id,
+                    channel_id,
+                    requester_id,
+                    options.prompt,
+                    options.aspect_ratio,
+                    int(options.expand_prompt),
+                    parent_api_id,
+                    state.value,
+                    now,
+                    now,
+                    model,
+                    json.dumps(options.extras, sort_keys=True),
+                    now if queued else None,
+                    None if queued else now,
+                    int(limits_exempt),
+                ),
+            ) as cursor:
+                assert cursor.lastrowid is not None
+                return cursor.lastrowid
+
+        return await self._require(await self._in_transaction(work))
+
+    async def _in_transaction(self, work: Callable[[], Awaitable[int]]) -> int:
+        """Run `work` inside BEGIN IMMEDIATE (the count and the write it decides see the same rows)."""
+
+        async def run() -> int:
+            async with self._writing():
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    result = await work()
+                    await self._db.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.OperationalError):
+                            await self._db.execute("ROLLBACK")
+                    raise
+
+        # Shielded: a cancelled caller must not leave the transaction open for every later write.
+        return await asyncio.shield(run())
+
+    async def _queue_usage(self, guild_id: int, requester_id: int, counted_since: float, now: float) -> Usage:
+        usage = await self._usage(guild_id, requester_id, counted_since)
+        async with self._db.execute(
+            f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = :guild),"
+            " COUNT(*) FILTER (WHERE state = 'queued' AND guild_id = :guild AND requester_id = :user),"
+            " COUNT(*) FILTER (WHERE state = 'queued' AND COALESCE(not_before, 0) <= :now)"
+            " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
+            {"guild": guild_id, "user": requester_id, "now": now},
+        ) as cursor:
+            everyone, server, user_queued, ready = await cursor.fetchone() or (0, 0, 0, 0)
+        return replace(
+            usage, everyone_running=everyone, server_running=server, user_queued=user_queued, waiting_ready=ready
+        )
+
+    async def queue_usage_now(self, guild_id: int, requester_id: int, counted_since: float, now: float) -> Usage:
+        """A member's standing against the limits and the running caps, before anything is reserved."""
+        return await self._queue_usage(guild_id, requester_id, counted_since, now)
+
+    async def queued(self) -> list[Generation]:
+        """Every job waiting for a slot, oldest first."""
+        return await self._select("WHERE state = ? ORDER BY queued_at, id", (State.QUEUED.value,))
+
+    async def running_counts(self) -> dict[tuple[int, int], int]:
+        """Jobs at the API (or being sent, or looked for) per server and member."""
+        async with self._db.execute(
+            f"SELECT guild_id, requester_id, COUNT(*) FROM generations WHERE {_IN_FLIGHT}"
+            " GROUP BY guild_id, requester_id"
+        ) as cursor:
+            return {(int(row[0]), int(row[1])): int(row[2]) for row in await cursor.fetchall()}
+
+    async def last_starts(self, since: float) -> dict[tuple[int, int], float]:
+        """When each server's members last had a job sent to the API (since `since`): the queue's fairness."""
+        async with self._db.execute(
+            "SELECT guild_id, requester_id, MAX(COALESCE(started_at, created_at)) FROM generations"
+            " WHERE created_at >= ? AND state NOT IN ('queued', 'cancelled', 'expired')"
+            " GROUP BY guild_id, requester_id",
+            (since,),
+        ) as cursor:
+            return {(int(row[0]), int(row[1])): float(row[2]) for row in await cursor.fetchall()}
+
+    async def claim_queued(
+        self, row_id: int, now: float, *, max_running: int, server_cap: int, user_cap: int
+    ) -> Generation | None:
+        """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
+
+        async def work() -> int:
+            async with self._db.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
+                " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
+                " AND generations.requester_id = q.requester_id)"
+                " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
+                " WHERE generations.state IN ('submitting', 'running', 'checking')",
+                (row_id,),
+            ) as cursor:
+                everyone, server, user = await cursor.fetchone() or (0, 0, 0)
+            if (
+                (max_running and everyone >= max_running)
+                or (server_cap and server >= server_cap)
+                or (user_cap and user >= user_cap)
+            ):
+                return 0
+            async with self._db.execute(
+                "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+            ) as cursor:
+                return cursor.rowcount
+
+        return await self._require(row_id) if await self._in_transaction(work) else None
+
+    async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
+        """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""
+        await self._write(
+            "UPDATE generations SET state = ?, queued_at = COALESCE(queued_at, created_at), started_at = NULL,"
+            " queue_attempts = queue_attempts + 1, not_before = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (State.QUEUED.value, not_before, now, row_id, State.SUBMITTING.value),
+        )
+        return await self._require(row_id)
+
+    async def cancel_queued(self, row_id: int, reason: str, now: float) -> bool:
+        """Remove a waiting job (nothing was sent); False when it is no longer waiting. The canceller is answered
+        at once, so nothing is announced."""
+        return bool(
+            await self._write_count(
+                "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, announced_at = ?,"
+                " updated_at = ? WHERE id = ? AND state = ?",
+                (State.CANCELLED.value, reason, now, now, now, row_id, State.QUEUED.value),
+            )
+        )
+
+    async def expire_queued(self, waited_since: float, reason: str, now: float) -> list[Generation]:
+        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters."""
+        stale = await self._select(
+            "WHERE state = ? AND queued_at < ? ORDER BY queued_at, id", (State.QUEUED.value, waited_since)
+        )
+        for row in stale:
+            await self._write(
+                "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (State.EXPIRED.value, reason, now, now, row.id, State.QUEUED.value),
+            )
+        return stale
+
+    async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
+        """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""
+        async with self._db.execute(
+            "SELECT started_at - queued_at FROM generations"
+            " WHERE guild_id = ? AND created_at >= ? AND queued_at IS NOT NULL",
+            (guild_id, since),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        return len(rows), [float(row[0]) for row in rows if row[0] is not None]
+
     # --- server rules -----------------------------------------------------------------------------------
 
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
         async with self._db.execute(
-            "SELECT user_daily, server_daily, user_concurrent, cooldown_seconds, members_share_videos"
-            " FROM guild_limits WHERE guild_id = ?",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
         ) as cursor:
             row = await cursor.fetchone()

@@ -13,6 +13,7 @@ from .api_client import VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
 from .models import Delivery, Generation
+from .queue import QueueRunner
 from .reconcile import Reconciler
 from .storage import GenerationStore, StorageUnavailable
 
@@ -46,7 +47,9 @@ class Tracker:
         clock: Callable[[], float] = time.time,
         balance: BalanceService | None = None,
         reconciler: Reconciler | None = None,
+        queue: QueueRunner | None = None,
     ) -> None:
+        self._queue = queue
         self._balance = balance
         self._reconciler = reconciler
         self._store = store
@@ -83,7 +86,8 @@ class Tracker:
     async def run_once(self) -> None:
         """One cycle: look up running generations, then announce finished ones."""
         # Each step on its own: a failed look-up must not hold back announcing what already finished.
-        for step in (self.poll, self._reconcile, self.notify_checking, self.announce_finished, self._watch_balance):
+        steps = (self.poll, self._run_queue, self._reconcile, self.notify_checking, self.announce_finished)
+        for step in (*steps, self._watch_balance):
             try:
                 await step()
             except StorageUnavailable:
@@ -91,6 +95,10 @@ class Tracker:
             except Exception:
                 log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
         self.last_cycle_at = self._clock()
+
+    async def _run_queue(self) -> None:
+        if self._queue is not None:
+            await self._queue.run_once()
 
     async def _reconcile(self) -> None:
         if self._reconciler is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.api_client import VideoApiError
-from bot.app import VideoBot
+from bot.app import VideoBot, answer_privately
 from bot.catalogue import ALL_DURATIONS, ALL_RESOLUTIONS, spec_of
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
@@ -24,6 +25,7 @@ from bot.models import (
     MAX_PROMPT_LENGTH,
     Generation,
     GenerationOptions,
+    State,
 )
 from bot.prompts import check_image
 
@@ -248,12 +250,75 @@ async def start_publicly(
                 await interaction.delete_original_response()
             raise
         try:
-            message = await interaction.edit_original_response(embed=status_embed(generation))
+            message = await show_started(service, interaction, generation)
         except discord.HTTPException as error:
-            # The generation runs and will be announced anyway; only the status message is missing.
+            # The generation runs (or waits) and will be announced anyway; only the status message is missing.
             log.warning("Could not show the status of %s: %s", generation.reference, error)
             return
         await service.attach_status_message(generation, message.id)
+        if generation.state is State.QUEUED:
+            # The queue may have moved it before the message's id was stored, when no edit could reach it.
+            fresh = await service.current(generation)
+            if fresh.state is not State.QUEUED:
+                with contextlib.suppress(discord.HTTPException):
+                    await show_started(service, interaction, fresh)
+
+
+CANCEL_LABEL = "Cancel"
+
+
+def cancelled_text(generation: Generation) -> str:
+    return (
+        f"`{generation.reference}` was removed from the queue. Nothing was sent or charged, and it does not count "
+        "toward the limits."
+    )
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"queue:cancel:(?P<row>[0-9]{1,18})"):
+    """The Cancel button of a waiting job; its custom id names the job, so it works after a restart."""
+
+    def __init__(self, row_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=CANCEL_LABEL, style=discord.ButtonStyle.secondary, custom_id=f"queue:cancel:{row_id}"
+            )
+        )
+        self.row_id = row_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(int(match["row"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        bot: VideoBot = interaction.client
+        try:
+            cancelled = await bot.generations.cancel(origin_of(interaction), f"#{self.row_id}")
+        except UserFacingError as refusal:
+            await answer_privately(interaction, refusal.message)
+            return
+        await interaction.response.edit_message(embed=status_embed(cancelled), view=None)
+        await interaction.followup.send(cancelled_text(cancelled), ephemeral=True)
+
+
+def waiting_view(generation: Generation) -> discord.ui.View | None:
+    """A waiting job's Cancel button; nothing once it left the queue."""
+    if generation.state is not State.QUEUED:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(generation.id))
+    return view
+
+
+async def show_started(
+    service: GenerationService, interaction: discord.Interaction[VideoBot], generation: Generation
+) -> discord.InteractionMessage:
+    """The command's status message: a waiting job with its place and its Cancel button, or the started one."""
+    position = await service.position(generation)
+    return await interaction.edit_original_response(
+        embed=status_embed(generation, position=position), view=waiting_view(generation)
+    )
 
 
 async def setup(bot: VideoBot) -> None:

@@ -48,6 +48,11 @@ def rules_embed(
         "server_daily": ("Whole server per day", _limit_text(limits.server_daily)),
         "user_concurrent": ("Running at once per member", _limit_text(limits.user_concurrent)),
         "cooldown_seconds": ("Cooldown between videos", _limit_text(limits.cooldown_seconds, " s")),
+        "server_concurrent": ("Running at once in the server", _limit_text(limits.server_concurrent)),
+        "user_queued": (
+            "Waiting in the queue per member",
+            "none (refused instead)" if limits.user_queued == 0 else str(limits.user_queued),
+        ),
     }
     for name in LIMIT_NAMES:
         label, value = described[name]
@@ -188,6 +193,8 @@ class ModerationCog(commands.Cog):
         server_daily="Videos for the whole server per day, UTC",
         user_concurrent="Videos one member may have running at once",
         cooldown_seconds="Seconds between two submissions of one member",
+        server_concurrent="Videos the whole server may have running at once; more wait in the queue",
+        user_queued="Videos one member may have waiting in the queue (0: refuse instead of waiting)",
     )
     async def set_limits(
         self,
@@ -196,6 +203,8 @@ class ModerationCog(commands.Cog):
         server_daily: LimitValue | None = None,
         user_concurrent: LimitValue | None = None,
         cooldown_seconds: LimitValue | None = None,
+        server_concurrent: LimitValue | None = None,
+        user_queued: LimitValue | None = None,
     ) -> None:
         guild_id = require_moderator(interaction)
         given = {
@@ -203,6 +212,8 @@ class ModerationCog(commands.Cog):
             "server_daily": server_daily,
             "user_concurrent": user_concurrent,
             "cooldown_seconds": cooldown_seconds,
+            "server_concurrent": server_concurrent,
+            "user_queued": user_queued,
         }
         values = {name: value for name, value in given.items() if value is not None}
         if not values:

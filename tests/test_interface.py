@@ -45,7 +45,13 @@ def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
-    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage"}
+    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel"}
+
+
+def test_queue_and_cancel_options(commands: dict[str, dict[str, Any]]) -> None:
+    assert options_of(commands["queue"]) == {}
+    cancel = options_of(commands["cancel"])
+    assert list(cancel) == ["generation_id"] and cancel["generation_id"]["required"]
 
 
 def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
@@ -84,7 +90,14 @@ def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
 def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     subcommands = options_of(commands["limits"])
     assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing"}
-    assert set(options_of(subcommands["set"])) == {"user_daily", "server_daily", "user_concurrent", "cooldown_seconds"}
+    assert set(options_of(subcommands["set"])) == {
+        "user_daily",
+        "server_daily",
+        "user_concurrent",
+        "cooldown_seconds",
+        "server_concurrent",
+        "user_queued",
+    }
     assert all(o.get("min_value") == 0 for o in options_of(subcommands["set"]).values())
     assert list(options_of(commands["usage"])) == ["days"]
     channel_types = options_of(subcommands["channels"])["channel"]["channel_types"]

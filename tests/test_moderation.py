@@ -52,7 +52,8 @@ async def test_fifteen_simultaneous_requests_create_exactly_three(
 async def test_concurrency_limit_frees_when_a_video_finishes(
     service: GenerationService, moderation: ModerationService, clock: FakeClock
 ) -> None:
-    await moderation.set_limits(1, {"user_concurrent": 1})
+    # With no room to wait (user_queued 0), a member past user_concurrent is refused as before the queue existed.
+    await moderation.set_limits(1, {"user_concurrent": 1, "user_queued": 0})
     first = await service.generate(ALICE, GenerationOptions("first"))
     with pytest.raises(LimitReached, match="1 of 1 videos running"):
         await service.generate(ALICE, GenerationOptions("second"))
