@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,13 @@ class UsageSummary:
     days: int
     since: float
     report: UsageReport
+    # Jobs that waited in the queue, and how long those that started waited (seconds).
+    waited: int = 0
+    waits: tuple[float, ...] = ()
+
+    @property
+    def median_wait(self) -> float | None:
+        return statistics.median(self.waits) if self.waits else None
 
     @property
     def tokens_spent(self) -> int:
@@ -168,7 +176,14 @@ class ModerationService:
         if type(days) is not int or not 1 <= days <= MAX_USAGE_DAYS:
             raise UserFacingError(f"`days` must be a whole number from 1 to {MAX_USAGE_DAYS}; got `{days!s:.40}`.")
         since = day_start(self._clock()) - (days - 1) * DAY_SECONDS
-        return UsageSummary(days=days, since=since, report=await self._store.usage_report(guild_id, since))
+        waited, waits = await self._store.queue_waits(guild_id, since)
+        return UsageSummary(
+            days=days,
+            since=since,
+            report=await self._store.usage_report(guild_id, since),
+            waited=waited,
+            waits=tuple(waits),
+        )
 
     def _entry_value(self, kind: RuleEntry, value: str) -> str:
         if kind is RuleEntry.MODEL:

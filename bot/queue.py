@@ -156,6 +156,11 @@ class QueueRunner:
                 # The tracker's cycle runs the queue again soon; a bad pass must not end waking.
                 log.exception("Running the queue failed; the next tracker cycle tries again")
 
+    async def idle(self) -> None:
+        """Until every send the runner started has its answer (and the pass it wakes has run)."""
+        while self._sending or (self._wake is not None and not self._wake.done()):
+            await asyncio.gather(*self._sending, *([self._wake] if self._wake else []), return_exceptions=True)
+
     async def stop(self) -> None:
         if self._wake is not None:
             self._wake.cancel()

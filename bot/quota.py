@@ -56,8 +56,8 @@ class Usage:
     everyone_today: int = 0
     user_running: int = 0
     user_last_submitted_at: float | None = None
-    # For the queue: running at the API for the server and for everyone, the member's waiting jobs, and the jobs
-    # waiting anywhere that could be sent now (a new job does not overtake them).
+    # For the queue: running at the API for the server and for everyone, the member's waiting jobs, and those of
+    # them that could be sent now (the member's new job does not overtake them).
     server_running: int = 0
     everyone_running: int = 0
     user_queued: int = 0
@@ -174,7 +174,7 @@ def admit(
     rules: GuildRules, member: Member, usage: Usage, now: float, *, global_daily: int, max_running: int
 ) -> Admission | LimitReached:
     """Start now, wait in the queue, or a refusal. A job that would pass a running cap waits (while the member has
-    room in the queue); so does one that would overtake jobs already waiting for a slot."""
+    room in the queue); so does one that would overtake the member's own jobs waiting for a slot."""
     unlimited_running = replace(rules, limits=replace(rules.limits, user_concurrent=0))
     refusal = check_limits(unlimited_running, member, usage, now, global_daily=global_daily)
     if refusal is not None:

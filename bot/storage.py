@@ -785,7 +785,8 @@ class GenerationStore:
         async with self._db.execute(
             f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = :guild),"
             " COUNT(*) FILTER (WHERE state = 'queued' AND guild_id = :guild AND requester_id = :user),"
-            " COUNT(*) FILTER (WHERE state = 'queued' AND COALESCE(not_before, 0) <= :now)"
+            " COUNT(*) FILTER (WHERE state = 'queued' AND guild_id = :guild AND requester_id = :user"
+            " AND COALESCE(not_before, 0) <= :now)"
             " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
             {"guild": guild_id, "user": requester_id, "now": now},
         ) as cursor:

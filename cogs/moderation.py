@@ -115,6 +115,12 @@ def _spend_line(member: MemberSpend) -> str:
     return f"<@{member.user_id}> — {member.videos} video{'s' if member.videos != 1 else ''}, {member.tokens:,} tokens"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
 def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_known: bool = False) -> discord.Embed:
     report = summary.report
     period = "today" if summary.days == 1 else f"the last {summary.days} days"
@@ -133,6 +139,9 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
         embed.add_field(name="USD spent (reported)", value=f"${summary.usd_spent:,.2f}", inline=True)
     embed.add_field(name="Failed (no cost)", value=str(report.failures), inline=True)
     embed.add_field(name="Refused by the API (no cost)", value=str(report.refused), inline=True)
+    median = summary.median_wait
+    waited = f"{summary.waited}" + ("" if median is None else f", median wait {_duration(median)}")
+    embed.add_field(name="Waited in the queue", value=waited, inline=True)
     by_videos, by_spend = summary.top_by_videos(), summary.top_by_spend()
     embed.add_field(name="Top members", value="\n".join(map(_spend_line, by_videos)) or "nobody yet", inline=False)
     if [m.user_id for m in by_spend] != [m.user_id for m in by_videos]:
