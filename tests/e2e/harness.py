@@ -42,6 +42,7 @@ from .fake_discord import (
     FakeUser,
     InteractionHandle,
     MessageKind,
+    World,
     run_fake_discord,
 )
 
@@ -427,9 +428,11 @@ def default_simulator() -> SimulatorConfig:
 
 
 @contextlib.asynccontextmanager
-async def running_e2e(tmp_path: Path, simulator: SimulatorConfig | None = None) -> AsyncIterator[E2E]:
+async def running_e2e(
+    tmp_path: Path, simulator: SimulatorConfig | None = None, world: World | None = None
+) -> AsyncIterator[E2E]:
     """The simulator and the fake Discord, and the bot processes the test starts (killed at the end)."""
-    async with run_simulator(simulator or default_simulator()) as sim, run_fake_discord() as fake:
+    async with run_simulator(simulator or default_simulator()) as sim, run_fake_discord(world=world) as fake:
         e2e = E2E(tmp_path, fake, sim)
         try:
             yield e2e
