@@ -1,7 +1,6 @@
 """The queue on the real process: a capped burst from three servers, started fairly, each delivered exactly once;
 /queue, /cancel and the Cancel button; a kill -9 while jobs wait."""
 
-
 from __future__ import annotations
 
 import asyncio
