@@ -20,6 +20,7 @@ def test_defaults_apply_when_only_the_secrets_are_set() -> None:
     assert settings.dev_guild_id is None
     assert settings.log_level == "INFO"
     assert (settings.reconcile_first_check_seconds, settings.reconcile_window_minutes) == (30, 60)
+    assert (settings.max_running_generations, settings.queue_timeout_seconds) == (0, 60 * 60)
 
 
 def test_values_are_read_and_fractions_allowed() -> None:
@@ -32,8 +33,11 @@ def test_values_are_read_and_fractions_allowed() -> None:
             "GENERATION_TIMEOUT_MINUTES": "2.5",
             "DEV_GUILD_ID": "123456789012345678",
             "LOG_LEVEL": "debug",
+            "MAX_RUNNING_GENERATIONS": "2",
+            "QUEUE_TIMEOUT_MINUTES": "0.5",
         }
     )
+    assert (settings.max_running_generations, settings.queue_timeout_seconds) == (2, 30)
     assert settings.api_base_url == "http://127.0.0.1:8787"
     assert settings.poll_interval_seconds == 0.5
     assert settings.generation_timeout_seconds == 150
@@ -56,6 +60,9 @@ def test_values_are_read_and_fractions_allowed() -> None:
         ("RECONCILE_FIRST_CHECK_SECONDS", "61"),
         ("RECONCILE_WINDOW_MINUTES", "forever"),
         ("RECONCILE_WINDOW_MINUTES", "1441"),
+        ("MAX_RUNNING_GENERATIONS", "-1"),
+        ("MAX_RUNNING_GENERATIONS", "two"),
+        ("QUEUE_TIMEOUT_MINUTES", "0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:

@@ -17,6 +17,7 @@ from bot.reconcile import CheckSchedule, Reconciler
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
 from bot.tracker import Tracker
+from cogs.moderation import usage_embed
 from tests.conftest import FAST_RETRY, FakeClock
 from tests.fakes import RecordingAnnouncer
 
@@ -299,3 +300,20 @@ async def test_a_crash_while_jobs_wait_and_one_is_being_sent_sends_each_once_and
     announced = [g.prompt for g in after.announcer.sent if g.state is State.COMPLETED]
     assert sorted(announced) == sorted(prompts)
     await store.close()
+
+
+async def test_usage_counts_the_jobs_that_waited_and_their_median_wait(
+    store: GenerationStore, api: LumaClient, clock: FakeClock
+) -> None:
+    bot = Bot(store, api, clock, max_running=1)
+    await bot.generate(ALICE, "starts at once")
+    await bot.generate(BOB, "waits one round")
+    await bot.generate(ALICE, "waits two rounds")
+    for _ in range(2):
+        clock.advance(61)
+        await bot.tracker.poll()
+        await bot.settle()
+    summary = await bot.moderation.usage(1, 1)
+    assert summary.waited == 2 and summary.median_wait == pytest.approx((61 + 122) / 2)
+    fields = {field.name: field.value for field in usage_embed(summary).fields}
+    assert fields["Waited in the queue"] == "2, median wait 2 min"

@@ -7,10 +7,13 @@ import pytest
 from bot.errors import UserFacingError
 from bot.quota import (
     DAY_SECONDS,
+    Admission,
     GuildRules,
+    LimitReached,
     Member,
     ServerLimits,
     Usage,
+    admit,
     check_access,
     check_limits,
     check_prompt_allowed,
@@ -132,3 +135,51 @@ def test_a_refusal_does_not_echo_the_word() -> None:
     with pytest.raises(UserFacingError) as caught:
         check_prompt_allowed(blocked, "show the SECRETWORD please")
     assert "secretword" not in caught.value.message.lower()
+
+
+def test_admission_starts_queues_or_refuses_by_the_running_caps() -> None:
+    free = Usage()
+    assert admit(rules(), ALICE, free, MIDNIGHT, global_daily=0, max_running=2) is Admission.START
+    # Each running cap, once reached, makes a job wait rather than be refused.
+    for limits, usage, max_running in (
+        ({}, Usage(everyone_running=2), 2),
+        ({"server_concurrent": 1}, Usage(server_running=1), 0),
+        ({"user_concurrent": 1}, Usage(user_running=1), 0),
+    ):
+        assert admit(rules(**limits), ALICE, usage, MIDNIGHT, global_daily=0, max_running=max_running) is (
+            Admission.QUEUE
+        )
+    # A member's new job does not overtake their own job waiting for a slot.
+    assert admit(rules(), ALICE, Usage(waiting_ready=1), MIDNIGHT, global_daily=0, max_running=0) is Admission.QUEUE
+
+
+def test_admission_refuses_past_the_members_queue_and_where_nobody_may_wait() -> None:
+    full = admit(
+        rules(user_concurrent=1, user_queued=2),
+        ALICE,
+        Usage(user_running=1, user_queued=2),
+        MIDNIGHT,
+        global_daily=0,
+        max_running=0,
+    )
+    assert isinstance(full, LimitReached) and full.limit == "user_queued" and "2 of 2 videos waiting" in full.message
+    # user_queued 0: refused as before there was a queue, by the cap that was reached.
+    member = admit(
+        rules(user_concurrent=1, user_queued=0), ALICE, Usage(user_running=1), MIDNIGHT, global_daily=0, max_running=0
+    )
+    assert isinstance(member, LimitReached) and member.limit == "user_concurrent"
+    operator = admit(rules(user_queued=0), ALICE, Usage(everyone_running=3), MIDNIGHT, global_daily=0, max_running=3)
+    assert isinstance(operator, LimitReached) and operator.limit == "max_running"
+    # The daily limits still refuse first: a queued job counts when it is accepted.
+    daily = admit(
+        rules(user_daily=1), ALICE, Usage(user_today=1, everyone_running=9), MIDNIGHT, global_daily=0, max_running=1
+    )
+    assert isinstance(daily, LimitReached) and daily.limit == "user_daily"
+    # Exempt roles skip the server's caps and its queue limit, not the operator's cap.
+    vip = rules(server_concurrent=1, user_queued=1)
+    assert admit(vip, VIP, Usage(server_running=5, user_queued=4), MIDNIGHT, global_daily=0, max_running=0) is (
+        Admission.START
+    )
+    assert admit(vip, VIP, Usage(everyone_running=2, user_queued=4), MIDNIGHT, global_daily=0, max_running=2) is (
+        Admission.QUEUE
+    )
