@@ -175,14 +175,16 @@ class GenerationCog(commands.Cog):
         await self._start_publicly(interaction, origin, options, parent=parent)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
-    @app_commands.describe(generation_id="A generation id; leave empty to list your 10 latest in this server")
+    @app_commands.describe(
+        generation_id="A generation id (or #number of a waiting job); leave empty to list your 10 latest here"
+    )
     async def status(self, interaction: discord.Interaction[VideoBot], generation_id: str | None = None) -> None:
         origin = origin_of(interaction)
         if generation_id is None or not generation_id.strip():
             history = await self.service.history(origin.guild_id, origin.user_id)
             await interaction.response.send_message(embed=history_embed(history), ephemeral=True)
             return
-        generation = await self.service.find(origin.guild_id, generation_id)
+        generation = await self.service.find_job(origin.guild_id, generation_id)
         await interaction.response.defer(ephemeral=True, thinking=True)
         note = None
         try:
@@ -192,7 +194,7 @@ class GenerationCog(commands.Cog):
             note = "The video service could not be reached just now: this is the last known state."
         await interaction.followup.send(
             content=generation.video_url or discord.utils.MISSING,
-            embed=status_embed(generation, note=note),
+            embed=status_embed(generation, note=note, position=await self.service.position(generation)),
             ephemeral=True,
         )
 

@@ -156,6 +156,8 @@ async def test_cancel_by_button_and_command_and_the_refusals(e2e: E2E) -> None:
     [button] = by_button.custom_ids
     reference = embed_fields(by_command)["Id"].strip("`")
 
+    # /status of a waiting job by its #number: waiting, with its place.
+    assert_private(await e2e.ask("status", {"generation_id": reference}), WAITING, "Position in the queue\n2")
     # Bob may not cancel Alice's job, by the button nor by the command; the job still waits.
     press = await fake.send_component(by_button, button, user=fake.bob)
     assert_private(await e2e.private_answer(press), "another member")
