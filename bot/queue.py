@@ -29,6 +29,7 @@ FAIRNESS_MEMORY_SECONDS = 86_400.0
 POSITION_EDIT_INTERVAL = 3.0
 # A job that left the queue before its status message was known is shown for this long once the id arrives.
 LEFT_QUEUE_MEMORY_SECONDS = 120.0
+MAX_STARTS_PER_PASS = 100
 
 # A start time: never started (-1, 0) before a real time (0, t) before a place given in this ordering (1, n).
 _Stamp = tuple[int, float]
@@ -131,13 +132,39 @@ class QueueRunner:
         # What each status message shows now (a place, or None once the job left the queue), and when it was edited.
         self._shown: dict[int, tuple[int | None, float]] = {}
         self._left: dict[int, float] = {}
+        # Status messages are edited beside the passes, so a slow Discord never holds up starting jobs.
+        self._showing: asyncio.Task[None] | None = None
+        self._show_again = False
 
     async def run_once(self) -> None:
-        """One pass: drop stale jobs, start what fits, edit positions that changed."""
+        """One pass: drop stale jobs, start what fits, then (in the background) edit positions that changed."""
+        if self._lock.locked():
+            self._wake_again = True  # a woken pass is under way: it runs once more
+            return
+        await self._pass()
+
+    async def _pass(self) -> None:
         async with self._lock:
             await self._expire()
             await self._start_what_fits()
-            await self._show_positions()
+        self._show_soon()
+
+    def _show_soon(self) -> None:
+        if self.board is None:
+            return
+        if self._showing is not None and not self._showing.done():
+            self._show_again = True
+            return
+        self._showing = asyncio.create_task(self._show_while_changing(), name="queue-positions")
+
+    async def _show_while_changing(self) -> None:
+        self._show_again = True
+        while self._show_again:
+            self._show_again = False
+            try:
+                await self._show_positions()
+            except Exception:
+                log.exception("Updating the queue's status messages failed; the next pass tries again")
 
     def wake(self) -> None:
         """Run a pass soon (a slot freed, or a job was queued); passes asked for meanwhile are merged into one."""
@@ -151,21 +178,26 @@ class QueueRunner:
         while self._wake_again:
             self._wake_again = False
             try:
-                await self.run_once()
+                await self._pass()
             except Exception:
                 # The tracker's cycle runs the queue again soon; a bad pass must not end waking.
                 log.exception("Running the queue failed; the next tracker cycle tries again")
 
     async def idle(self) -> None:
         """Until every send the runner started has its answer (and the pass it wakes has run)."""
-        while self._sending or (self._wake is not None and not self._wake.done()):
-            await asyncio.gather(*self._sending, *([self._wake] if self._wake else []), return_exceptions=True)
+        while True:
+            pending = [*self._sending, self._wake, self._showing]
+            waiting = [task for task in pending if task is not None and not task.done()]
+            if not waiting:
+                return
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     async def stop(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._wake
+        for task in (self._wake, self._showing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _expire(self) -> None:
         now = self._clock()
@@ -179,8 +211,10 @@ class QueueRunner:
             self._left[row.id] = now
 
     async def _start_what_fits(self) -> None:
-        while not self._sender.closing and await self._start_one():
-            pass
+        # Bounded: each start is one slot, and a pass that found nothing to start ends at once.
+        for _ in range(MAX_STARTS_PER_PASS):
+            if self._sender.closing or not await self._start_one():
+                return
 
     async def _start_one(self) -> bool:
         """Start the first job of the fair order that the caps allow; False when none can start now."""
@@ -231,7 +265,11 @@ class QueueRunner:
             return
         now = self._clock()
         places = await positions(self._store, now)
-        for row in await self._store.queued():
+        waiting = await self._store.queued()
+        # Forget what was shown of jobs that are gone (cancelled, or shown as started).
+        for row_id in set(self._shown) - {row.id for row in waiting} - set(self._left):
+            del self._shown[row_id]
+        for row in waiting:
             place = places.get(row.id)
             shown = self._shown.get(row.id)
             if row.status_message_id is None or (shown is not None and shown[0] == place):

@@ -173,8 +173,7 @@ async def test_a_429_puts_the_job_back_at_its_place_and_it_is_sent_once_later(
     # The API refuses every try of the client (429: provably not accepted, not charged).
     simulator.state.create_faults.extend([429] * FAST_RETRY.attempts)
     made_before = len(simulator.state.generations)
-    await bot.runner.run_once()
-    await bot.runner.idle()
+    await bot.settle()
     back = await bot.service.current(waiting)
     assert back.state is State.QUEUED and back.queue_attempts == 1 and back.api_id is None
     assert back.queued_at == waiting.queued_at  # its place is kept
@@ -218,7 +217,7 @@ async def test_cancel_and_expiry_give_the_count_back(
     assert expiring.state is State.QUEUED
     clock.advance(TIMEOUT + 1)
     # The running one is over too by now, but expiry comes first: it waited longer than the timeout.
-    await bot.runner.run_once()
+    await bot.settle()
     await bot.tracker.poll()
     dropped = await bot.service.current(expiring)
     assert dropped.state is State.EXPIRED and dropped.finished_at is not None
@@ -240,10 +239,10 @@ async def test_positions_are_shown_and_follow_the_queue(
     second = await bot.generate(CAROL, "second in line")
     for row, message_id in ((first, 9001), (second, 9002)):
         await bot.service.attach_status_message(row, message_id)
-    await bot.runner.run_once()
+    await bot.settle()
     assert bot.board.last(first.id) == (State.QUEUED, 1) and bot.board.last(second.id) == (State.QUEUED, 2)
     edits = len(bot.board.shown)
-    await bot.runner.run_once()
+    await bot.settle()
     assert len(bot.board.shown) == edits  # nothing moved, nothing edited
     clock.advance(61)
     await bot.tracker.poll()
