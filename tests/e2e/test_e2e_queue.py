@@ -202,3 +202,28 @@ async def test_a_kill_while_jobs_wait_loses_none_and_sends_each_once(e2e: E2E) -
         latest = fake.get_message(status.id)
         assert latest is not None and latest.custom_ids == []
     e2e.finish()
+
+
+async def test_a_kill_while_a_queued_job_is_being_sent_never_resends_it_and_announces_each_once(e2e: E2E) -> None:
+    fake = e2e.fake
+    e2e.sim.config.complete_after = 3600.0
+    await e2e.start_bot(MAX_RUNNING_GENERATIONS="1")
+    prompts = [f"A heron by the canal {n}" for n in range(3)]
+    for prompt in prompts:
+        await queue_command(e2e, prompt, fake.alice, fake.general)
+    # The next job leaves the queue; the API makes it but holds its answer, and the bot dies meanwhile.
+    e2e.sim.config.slow_seconds = 5.0
+    e2e.sim.state.create_faults.append("accept_then_slow")
+    e2e.sim.config.complete_after = 0.5
+    await wait_created(e2e, prompts[1])
+    await e2e.kill_bot()
+    await e2e.start_bot()
+    for prompt in prompts:
+        await wait_created(e2e, prompt)
+        await e2e.wait_announcement(sim_id_of(e2e, prompt), timeout=30)
+    await asyncio.sleep(1.0)
+    assert e2e.creates() == 3  # the one cut off was found in the account's list, not sent again
+    for prompt in prompts:
+        assert len(e2e.announcements(sim_id_of(e2e, prompt))) == 1
+    assert "Row 2 was being sent when the bot stopped" in e2e.log_text()
+    e2e.finish()
