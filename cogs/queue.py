@@ -53,6 +53,21 @@ class QueueCog(commands.Cog):
         await interaction.response.send_message(cancelled_text(cancelled), ephemeral=True)
         await StatusBoard(self.bot).show(cancelled, None)
 
+    @cancel.autocomplete("generation_id")
+    async def waiting_autocomplete(
+        self, interaction: discord.Interaction[VideoBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The caller's waiting jobs (a moderator's: the server's) whose number or prompt matches what was typed."""
+        if interaction.guild_id is None or interaction.channel_id is None:
+            return []
+        view = await self.service.queue_view(origin_of(interaction))
+        typed = current.strip().lower()
+        return [
+            app_commands.Choice(name=f"{job.reference} · place {place} · {job.prompt}"[:100], value=job.reference)
+            for place, job in view.jobs
+            if typed in f"{job.reference} {job.prompt}".lower()
+        ][:25]
+
 
 async def setup(bot: VideoBot) -> None:
     # Registered at every start: a press on a message posted before a restart still reaches its job.

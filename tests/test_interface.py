@@ -52,6 +52,7 @@ def test_queue_and_cancel_options(commands: dict[str, dict[str, Any]]) -> None:
     assert options_of(commands["queue"]) == {}
     cancel = options_of(commands["cancel"])
     assert list(cancel) == ["generation_id"] and cancel["generation_id"]["required"]
+    assert cancel["generation_id"]["autocomplete"] is True
 
 
 def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:

@@ -156,6 +156,11 @@ async def test_cancel_by_button_and_command_and_the_refusals(e2e: E2E) -> None:
     [button] = by_button.custom_ids
     reference = embed_fields(by_command)["Id"].strip("`")
 
+    # Autocomplete offers the caller's waiting jobs by their #number.
+    typing = await fake.send_autocomplete("cancel", {"generation_id": "fox"}, "generation_id", user=fake.alice)
+    assert [choice["value"] for choice in (await typing.wait_response(3)).choices] == [reference]
+    typing = await fake.send_autocomplete("cancel", {"generation_id": ""}, "generation_id", user=fake.bob)
+    assert (await typing.wait_response(3)).choices == []
     # /status of a waiting job by its #number: waiting, with its place.
     assert_private(await e2e.ask("status", {"generation_id": reference}), WAITING, "Position in the queue\n2")
     # Bob may not cancel Alice's job, by the button nor by the command; the job still waits.
