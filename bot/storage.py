@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -110,6 +112,72 @@ class UsageReport:
     top_members: list[tuple[int, int]]
 
 
+@dataclass(frozen=True)
+class TrackedGeneration:
+    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start."""
+
+    id: int
+    api_id: str
+    api_state: str | None
+    started_at: float
+
+
+# How many command writes may go before a waiting background write, so that a steady stream of commands
+# delays the tracker's writes but never starves them.
+URGENT_WRITES_IN_A_ROW = 8
+
+
+class WriteTurns:
+    """The writing connection's turns: a command's write goes before the background's waiting writes.
+
+    One connection is shared by every coroutine: a write issued while another coroutine holds an explicit
+    transaction would silently join (and roll back with) it, so writes take turns. Commands answer members, so
+    they never queue behind the tracker's batch of writes.
+    """
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._background: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._urgent_in_a_row = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *, background: bool = False) -> AsyncIterator[None]:
+        await self._acquire(self._background if background else self._urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, queue: collections.deque[asyncio.Future[None]]) -> None:
+        if not self._busy and not self._urgent and not self._background:
+            self._busy = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the turn was handed over just as the wait was cancelled: pass it on
+            else:
+                queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        urgent_first = self._urgent_in_a_row < URGENT_WRITES_IN_A_ROW or not self._background
+        order = (self._urgent, self._background) if urgent_first else (self._background, self._urgent)
+        for queue in order:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    self._urgent_in_a_row = self._urgent_in_a_row + 1 if queue is self._urgent else 0
+                    waiter.set_result(None)  # the turn passes on directly: _busy stays True
+                    return
+        self._urgent_in_a_row = 0
+        self._busy = False
+
+
 _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
@@ -150,37 +218,96 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
     )
 
 
+_API_UPDATE = (
+    "UPDATE generations SET api_state = ?, state = ?,"
+    " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
+    " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
+    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
+    " WHERE id = ? AND state = ?"
+)
+_TIME_OUT = (
+    "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state = ?"
+)
+
+
+def _api_update_params(row_id: int, api: ApiGeneration, now: float, expected: State) -> tuple[object, ...]:
+    """What the API said of a generation, as our row records it; a final answer finishes it."""
+    if api.is_completed:
+        state = State.COMPLETED
+    elif api.is_failed:
+        state = State.FAILED
+    else:
+        state = State.RUNNING
+    failure = api.failure_reason or ("The video service reported a failure." if api.is_failed else None)
+    return (
+        api.state,
+        state.value,
+        api.video_url,
+        api.thumbnail_url,
+        api.last_frame_url,
+        failure,
+        state.is_final,
+        now,
+        now,
+        row_id,
+        expected.value,
+    )
+
+
+def _time_out_params(row_id: int, reason: str, now: float) -> tuple[object, ...]:
+    return (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value)
+
+
 class GenerationStore:
     """The bot's SQLite database."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        *,
+        command_reader: aiosqlite.Connection | None = None,
+        background_reader: aiosqlite.Connection | None = None,
+    ) -> None:
+        # Writes go through `connection`; reads through connections of their own (WAL lets them run beside a
+        # write), so that a command's reads never wait in a thread busy with the tracker's work, nor the reverse.
         self._db = connection
-        # One connection is shared by every coroutine: a write issued while another coroutine holds an
-        # explicit transaction would silently join (and roll back with) it, so writes take turns.
-        self._write_lock = asyncio.Lock()
+        self._reads = command_reader or connection
+        self._background_reads = background_reader or connection
+        self._turns = WriteTurns()
 
     @classmethod
     async def open(cls, path: Path) -> GenerationStore:
         """Open (creating its folder and file if needed) and migrate the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
-        connection.row_factory = sqlite3.Row
+        opened: list[aiosqlite.Connection] = []
         try:
+            connection = await cls._connect(path, opened)
             # WAL lets readers run beside the tracker's writes; FULL sync so an acknowledged row survives
             # a crash of the host, not only of the process.
             await connection.execute("PRAGMA journal_mode = WAL")
             await connection.execute("PRAGMA synchronous = FULL")
-            await connection.execute("PRAGMA busy_timeout = 5000")
             await connection.execute("PRAGMA foreign_keys = ON")
-            store = cls(connection)
-            await store.migrate()
+            await cls(connection).migrate()
+            readers = [await cls._connect(path, opened) for _ in range(2)]
+            for reader in readers:
+                await reader.execute("PRAGMA query_only = ON")
         except BaseException:
-            await connection.close()
+            for each in opened:
+                await each.close()
             raise
-        return store
+        return cls(connection, command_reader=readers[0], background_reader=readers[1])
+
+    @staticmethod
+    async def _connect(path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        opened.append(connection)
+        connection.row_factory = sqlite3.Row
+        await connection.execute("PRAGMA busy_timeout = 5000")
+        return connection
 
     async def close(self) -> None:
-        await self._db.close()
+        for connection in dict.fromkeys((self._reads, self._background_reads, self._db)):
+            await connection.close()
 
     async def migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -223,11 +350,11 @@ class GenerationStore:
         """
 
         async def reserve() -> int:
-            async with self._write_lock:
+            async with self._turns.turn():
                 try:
                     await self._db.execute("BEGIN IMMEDIATE")
                     if admit is not None:
-                        admit(await self._usage(guild_id, requester_id, counted_since))
+                        admit(await self._usage(self._db, guild_id, requester_id, counted_since))
                     async with self._db.execute(
                         "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                         " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
@@ -261,8 +388,8 @@ class GenerationStore:
         row_id = await asyncio.shield(reserve())
         return await self._require(row_id)
 
-    async def _usage(self, guild_id: int, requester_id: int, since: float) -> Usage:
-        async with self._db.execute(
+    async def _usage(self, connection: aiosqlite.Connection, guild_id: int, requester_id: int, since: float) -> Usage:
+        async with connection.execute(
             f"SELECT"
             f" COUNT(*) FILTER (WHERE {_COUNTED}),"
             f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild),"
@@ -271,7 +398,7 @@ class GenerationStore:
             {"guild": guild_id, "user": requester_id, "since": since},
         ) as cursor:
             everyone, server, user = await cursor.fetchone() or (0, 0, 0)
-        async with self._db.execute(
+        async with connection.execute(
             f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), MAX(created_at) FILTER (WHERE state != 'rejected')"
             f" FROM generations WHERE guild_id = ? AND requester_id = ?",
             (guild_id, requester_id),
@@ -287,7 +414,7 @@ class GenerationStore:
 
     async def usage_now(self, guild_id: int, requester_id: int, counted_since: float) -> Usage:
         """A member's standing against the limits (for /quota)."""
-        return await self._usage(guild_id, requester_id, counted_since)
+        return await self._usage(self._reads, guild_id, requester_id, counted_since)
 
     async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
         """A server's generations since `since`: counts by kind and outcome, and its most active members."""
@@ -341,7 +468,7 @@ class GenerationStore:
     async def recover_interrupted_submissions(self, reason: str, now: float) -> list[Generation]:
         """Rows left in 'submitting' by a crash: their outcome is unknown, and their requesters must hear so."""
         async with (
-            self._write_lock,
+            self._turns.turn(background=True),
             self._db.execute(
                 f"UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
                 f" WHERE state = ? RETURNING {_COLUMNS}",
@@ -357,41 +484,47 @@ class GenerationStore:
         self, row_id: int, api: ApiGeneration, now: float, *, expected: State = State.RUNNING
     ) -> Generation:
         """Store what the API says of a generation in the `expected` state; a final answer finishes it (once)."""
-        if api.is_completed:
-            state = State.COMPLETED
-        elif api.is_failed:
-            state = State.FAILED
-        else:
-            state = State.RUNNING
-        failure = api.failure_reason or ("The video service reported a failure." if api.is_failed else None)
-        await self._write(
-            "UPDATE generations SET api_state = ?, state = ?,"
-            " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
-            " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
-            " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
-            " WHERE id = ? AND state = ?",
-            (
-                api.state,
-                state.value,
-                api.video_url,
-                api.thumbnail_url,
-                api.last_frame_url,
-                failure,
-                state.is_final,
-                now,
-                now,
-                row_id,
-                expected.value,
-            ),
-        )
+        await self._write(_API_UPDATE, _api_update_params(row_id, api, now, expected))
         return await self._require(row_id)
 
+    async def record_lookups(
+        self, updates: Sequence[tuple[int, ApiGeneration]], timed_out: Sequence[int], timeout_reason: str, now: float
+    ) -> list[int]:
+        """Store one batch of look-ups in one short transaction: the rows whose API state changed, and the running
+        rows past their deadline. Returns the rows this made final, oldest first: they are to be announced."""
+        if not updates and not timed_out:
+            return []
+
+        async def write() -> list[int]:
+            finished: list[int] = []
+            async with self._turns.turn(background=True):
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    for row_id, api in updates:
+                        async with self._db.execute(
+                            _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
+                        ) as cursor:
+                            row = await cursor.fetchone()
+                        if row is not None and State(row[0]).is_final:
+                            finished.append(row_id)
+                    for row_id in timed_out:
+                        async with self._db.execute(
+                            _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
+                        ) as cursor:
+                            if await cursor.fetchone() is not None:
+                                finished.append(row_id)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+            return sorted(finished)
+
+        # Shielded like the reservation: a cancelled tracker must not leave the transaction open.
+        return await asyncio.shield(write())
+
     async def mark_timed_out(self, row_id: int, reason: str, now: float) -> Generation:
-        await self._write(
-            "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-            " WHERE id = ? AND state = ?",
-            (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value),
-        )
+        await self._write(_TIME_OUT, _time_out_params(row_id, reason, now), background=True)
         return await self._require(row_id)
 
     async def claim_announcement(self, row_id: int, now: float) -> None:
@@ -400,6 +533,7 @@ class GenerationStore:
             "UPDATE generations SET announce_claimed_at = COALESCE(announce_claimed_at, ?),"
             " announce_attempts = announce_attempts + 1 WHERE id = ?",
             (now, row_id),
+            background=True,
         )
 
     async def mark_announced(self, row_id: int, delivery: Delivery, now: float) -> None:
@@ -407,12 +541,13 @@ class GenerationStore:
             "UPDATE generations SET announced_at = ?, delivery = ?, updated_at = ?"
             " WHERE id = ? AND announced_at IS NULL",
             (now, delivery.value, now, row_id),
+            background=True,
         )
 
     # --- generations: reading ---------------------------------------------------------------------------
 
     async def get(self, row_id: int) -> Generation | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,)) as cursor:
+        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,)) as cursor:
             row = await cursor.fetchone()
         return _generation_from_row(row) if row else None
 
@@ -423,13 +558,38 @@ class GenerationStore:
         return generation
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,)) as cursor:
+        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,)) as cursor:
             row = await cursor.fetchone()
         return _generation_from_row(row) if row else None
 
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         return await self._select("WHERE state = ? AND api_id IS NOT NULL ORDER BY id", (State.RUNNING.value,))
+
+    async def tracked(self) -> list[TrackedGeneration]:
+        """The running generations, oldest first, with only what a look-up needs (read through the partial index)."""
+        # The index's own condition is spelled out: SQLite uses a partial index only when the query implies it.
+        async with self._background_reads.execute(
+            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
+            f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
+        ) as cursor:
+            return [TrackedGeneration(row[0], row[1], row[2], row[3]) for row in await cursor.fetchall()]
+
+    async def unannounced_ids(self) -> list[int]:
+        """Finished generations whose requester has not been told yet, oldest first (ids only)."""
+        async with self._background_reads.execute(
+            "SELECT id FROM generations WHERE announced_at IS NULL AND finished_at IS NOT NULL ORDER BY finished_at, id"
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def unannounced_generation(self, row_id: int) -> Generation | None:
+        """The generation, if it is finished and its requester has not been told yet."""
+        async with self._background_reads.execute(
+            f"SELECT {_COLUMNS} FROM generations WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
+            (row_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _generation_from_row(row) if row else None
 
     async def unannounced(self) -> list[Generation]:
         """Finished generations whose requester has not been told yet, oldest first."""
@@ -453,19 +613,19 @@ class GenerationStore:
         )
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations {where}", params) as cursor:
+        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations {where}", params) as cursor:
             return [_generation_from_row(row) for row in await cursor.fetchall()]
 
-    async def _write(self, sql: str, params: Sequence[object]) -> int:
+    async def _write(self, sql: str, params: Sequence[object], *, background: bool = False) -> int:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
-        async with self._write_lock, self._db.execute(sql, params) as cursor:
+        async with self._turns.turn(background=background), self._db.execute(sql, params) as cursor:
             return cursor.lastrowid or 0
 
     # --- server rules -----------------------------------------------------------------------------------
 
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
-        async with self._db.execute(
+        async with self._reads.execute(
             "SELECT user_daily, server_daily, user_concurrent, cooldown_seconds, members_share_videos"
             " FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
@@ -474,7 +634,7 @@ class GenerationStore:
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
-        async with self._db.execute(
+        async with self._reads.execute(
             "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value", (guild_id,)
         ) as cursor:
             for kind, value in await cursor.fetchall():
@@ -537,13 +697,13 @@ class GenerationStore:
         )
 
     async def _write_count(self, sql: str, params: Sequence[object]) -> int:
-        async with self._write_lock, self._db.execute(sql, params) as cursor:
+        async with self._turns.turn(), self._db.execute(sql, params) as cursor:
             return cursor.rowcount
 
     # --- bot metadata -----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._db.execute("SELECT value FROM bot_meta WHERE key = ?", (key,)) as cursor:
+        async with self._reads.execute("SELECT value FROM bot_meta WHERE key = ?", (key,)) as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else None
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
 
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
-from bot.storage import MIGRATIONS, GenerationStore
+from bot.storage import MIGRATIONS, URGENT_WRITES_IN_A_ROW, GenerationStore, TrackedGeneration, WriteTurns
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -120,3 +121,94 @@ async def test_a_cancelled_reservation_leaves_no_open_transaction(store: Generat
     later = await _insert(store, prompt="after")
     await store.set_meta("k", "v")
     assert (await store.get(later.id)) is not None and await store.get_meta("k") == "v"
+
+
+async def test_the_tracker_reads_only_running_rows_through_the_partial_index(store: GenerationStore) -> None:
+    sent = await _insert(store, now=100.0)
+    await store.mark_submitted(sent.id, ApiGeneration(id="api-1", state="pending"), 101.0)
+    await _insert(store, now=102.0)  # still submitting: not looked up
+    done = await _insert(store, now=103.0)
+    await store.mark_submitted(done.id, ApiGeneration(id="api-2", state="pending"), 104.0)
+    await store.apply_api_update(done.id, ApiGeneration(id="api-2", state="completed"), 105.0)
+    assert await store.tracked() == [TrackedGeneration(sent.id, "api-1", "pending", 101.0)]
+    async with store._background_reads.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM generations"
+        " WHERE state IN ('submitting', 'running') AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
+    ) as cursor:
+        plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+    assert "generations_running" in plan
+
+
+async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(store: GenerationStore) -> None:
+    rows = [await _insert(store, now=100.0 + n) for n in range(3)]
+    for n, row in enumerate(rows):
+        await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 110.0)
+    finished = await store.record_lookups(
+        [(rows[0].id, ApiGeneration(id="api-0", state="processing")), (rows[1].id, ApiGeneration("api-1", "failed"))],
+        [rows[2].id],
+        "too slow",
+        200.0,
+    )
+    assert finished == [rows[1].id, rows[2].id]
+    states = {g.id: (g.state, g.api_state) for g in [await store.get(row.id) for row in rows] if g}
+    assert states == {
+        rows[0].id: (State.RUNNING, "processing"),
+        rows[1].id: (State.FAILED, "failed"),
+        rows[2].id: (State.TIMED_OUT, "pending"),
+    }
+    assert await store.unannounced_ids() == [rows[1].id, rows[2].id]
+    # Rows already final are not finished twice.
+    assert await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0) == []
+
+
+async def test_a_command_write_goes_before_waiting_background_writes() -> None:
+    turns = WriteTurns()
+    order: list[str] = []
+
+    async def write(name: str, background: bool) -> None:
+        async with turns.turn(background=background):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async with turns.turn(background=True):
+        waiting = [asyncio.create_task(write(f"tracker {n}", True)) for n in range(3)]
+        await asyncio.sleep(0)
+        waiting.append(asyncio.create_task(write("command", False)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*waiting)
+    assert order == ["command", "tracker 0", "tracker 1", "tracker 2"]
+
+
+async def test_a_stream_of_command_writes_does_not_starve_the_background() -> None:
+    turns = WriteTurns()
+    order: list[str] = []
+
+    async def write(name: str, background: bool) -> None:
+        async with turns.turn(background=background):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async with turns.turn():
+        waiting = [asyncio.create_task(write("tracker", True))]
+        await asyncio.sleep(0)
+        waiting += [asyncio.create_task(write("command", False)) for _ in range(URGENT_WRITES_IN_A_ROW * 2)]
+        await asyncio.sleep(0)
+    await asyncio.gather(*waiting)
+    assert order.index("tracker") == URGENT_WRITES_IN_A_ROW
+
+
+async def test_a_cancelled_wait_for_a_write_turn_passes_nothing_on_wrongly() -> None:
+    turns = WriteTurns()
+    async with turns.turn():
+        cancelled = asyncio.create_task(write_once(turns))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+    async with asyncio.timeout(1), turns.turn():
+        pass
+
+
+async def write_once(turns: WriteTurns) -> None:
+    async with turns.turn(background=True):
+        pass
