@@ -158,7 +158,8 @@ async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(
     }
     assert await store.unannounced_ids() == [rows[1].id, rows[2].id]
     # Rows already final are not finished twice.
-    assert await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0) == []
+    again = await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0)
+    assert again == []
 
 
 async def test_a_command_write_goes_before_waiting_background_writes() -> None:
