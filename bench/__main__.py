@@ -29,7 +29,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, help="POLL_INTERVAL_SECONDS of the bot (default 2, quick 1)")
     parser.add_argument("--latency", type=float, help="simulated API round trip in seconds (default 0.15)")
     parser.add_argument("--bot-dir", type=Path, default=PROJECT, help="the checkout whose bot is measured")
-    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="figures shown as 'today'")
+    parser.add_argument(
+        "--baseline", type=Path, default=DEFAULT_BASELINE, help="stored runs (JSON list) shown as 'today'"
+    )
     parser.add_argument("--save", type=Path, help="write this run's figures to this JSON file")
     parser.add_argument("--workdir", type=Path, help="keep the database and the bot's logs here")
     return parser.parse_args(argv)
@@ -80,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(_measure(settings, bot_dir, Path(workdir)))
     if args.save is not None:
         args.save.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline.exists() else None
-    print(table(run, baseline))
+    baselines = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline.exists() else []
+    print(table(run, baselines))
     return 0
 
 

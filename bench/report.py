@@ -33,6 +33,10 @@ def _mb(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} MB"
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}% of a core"
+
+
 def _rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}/s"
 
@@ -102,7 +106,17 @@ def rows(settings: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str]]]
             f"announcement delay p50 / p95, {load}+ running and {rate:g} /generate a second",
             _pair("announce_load_p50", "announce_load_p95", _s),
         ),
-        ("/generate answered per second under that load (final p50 / p99)", _load_commands),
+        ("/generate sent per second under that load", _one("load_commands_per_second", _rate)),
+        ("acknowledgement p50 / p99 under that load", _pair("ack_load_p50", "ack_load_p99", _ms)),
+        ("final answer p50 / p99 under that load", _pair("final_load_p50", "final_load_p99", _ms)),
+        (
+            f"CPU busy (bot / fake Discord and simulator), {burst} at once at {large} running",
+            _pair("bot_cpu_share_burst_large", "fakes_cpu_share_burst_large", _share),
+        ),
+        (
+            "CPU busy (bot / fake Discord and simulator) under that load",
+            _pair("bot_cpu_share_load", "fakes_cpu_share_load", _share),
+        ),
         (f"resident memory, idle / {small} / {large} running", _rss),
         (f"first full cycle after a restart, {large} running", _first_cycle),
         (
@@ -112,27 +126,25 @@ def rows(settings: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str]]]
     ]
 
 
-def _load_commands(f: Figures) -> str:
-    return f"{_rate(f.get('load_commands_per_second'))} ({_s(f.get('final_load_p50'))} / {_s(f.get('final_load_p99'))})"
-
-
-def table(run: dict[str, Any], baseline: dict[str, Any] | None) -> str:
-    """A Markdown table of this run, with the baseline's figures beside it when both ran with the same settings."""
-    comparable = baseline is not None and baseline.get("settings") == run["settings"]
+def table(run: dict[str, Any], baselines: list[dict[str, Any]]) -> str:
+    """A Markdown table of this run, beside the stored baseline run made with the same settings, if any."""
+    baseline = next((b for b in baselines if b.get("settings") == run["settings"]), None)
+    before, after = run["machine"]["before"], run["machine"]["after"]
     lines = [
-        f"Benchmark of bot {run['bot']} on {run['date']}: {run['machine']['before']['cores']} cores, "
-        f"load average {run['machine']['before']['load_average']} before and "
-        f"{run['machine']['after']['load_average']} after; {run['seconds']} s.",
+        f"Bot {run['bot']}, {run['date']}: {before['cores']} cores, load average (1, 5, 15 min) "
+        f"{before['load_average']} before and {after['load_average']} after; the run took {run['seconds']} s.",
         "Settings: " + ", ".join(f"{key}={value}" for key, value in sorted(run["settings"].items())),
+        (
+            f"'today' is bot {baseline['bot']}, measured on {baseline['date']} with the same settings."
+            if baseline is not None
+            else "No stored baseline has these settings: 'today' is left empty."
+        ),
+        "",
+        "| figure | today | new |",
+        "|---|---|---|",
     ]
-    if baseline is not None and not comparable:
-        lines.append("The stored baseline ran with other settings: 'today' is left empty.")
-    elif baseline is not None:
-        lines.append(f"'today' is bot {baseline['bot']}, measured on {baseline['date']}.")
-    lines += ["", "| figure | today | new |", "|---|---|---|"]
     for label, cell in rows(run["settings"]):
-        today = cell(baseline["figures"]) if comparable and baseline is not None else "–"
+        today = cell(baseline["figures"]) if baseline is not None else "–"
         lines.append(f"| {label} | {today} | {cell(run['figures'])} |")
-    for note in run["notes"]:
-        lines.append(f"\nNote: {note}")
+    lines += [f"\nNote: {note}" for note in run["notes"]]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,9 @@ class Bench:
         """`burst` /generate at the same moment: acknowledgement and final answer latencies."""
         count = self.settings.burst
         self.say(f"  {count} simultaneous /generate with {len(self.running.running_ids())} running")
-        handles = await asyncio.gather(*(self._generate(n) for n in range(count)))
-        finals = await self._final_answers(handles, timeout=60.0)
+        with self._cpu_shares(f"burst_{label}"):
+            handles = await asyncio.gather(*(self._generate(n) for n in range(count)))
+            finals = await self._final_answers(handles, timeout=60.0)
         acks = [latency for handle in handles if (latency := self._ack_latency(handle)) is not None]
         self._put_latencies(f"ack_{label}", acks, (0.5, 0.99))
         self._put_latencies(f"final_{label}", finals, (0.5, 0.99))
@@ -239,20 +240,24 @@ class Bench:
         watcher = asyncio.create_task(watch_cycles())
         finishing = asyncio.create_task(self._finish_videos(s.load_seconds))
         started = time.monotonic()
-        handles = await self._send_at_rate(s.load_rate, s.load_seconds)
-        sent_for = time.monotonic() - started
+        with self._cpu_shares("load"):
+            handles = await self._send_at_rate(s.load_rate, s.load_seconds)
+        load_ended = time.monotonic()
         finished_at = await finishing
+        # The cycles are watched until the announcements are in, so that a cycle longer than the load is seen whole.
+        delays = await self._announcement_delays(finished_at, timeout=120.0)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        periods = [b - a for a, b in itertools.pairwise(cycle_starts)]
+        periods = [b - a for a, b in itertools.pairwise(cycle_starts) if a < load_ended]
         self.results.put("cycle_period_load", max(periods) if periods else None)
         self.results.put("cycle_period_load_mean", sum(periods) / len(periods) if periods else None)
-        self.results.put("load_commands_per_second", len(handles) / sent_for)
-        delays = await self._announcement_delays(finished_at, timeout=120.0)
+        self.results.put("load_commands_per_second", len(handles) / (load_ended - started))
         self._put_latencies("announce_load", delays, (0.5, 0.95))
         finals = await self._final_answers(handles, timeout=60.0)
         self._put_latencies("final_load", finals, (0.5, 0.99))
+        acks = [latency for handle in handles if (latency := self._ack_latency(handle)) is not None]
+        self._put_latencies("ack_load", acks, (0.5, 0.99))
         if len(finals) < len(handles):
             self.results.notes.append(f"under load: {len(handles) - len(finals)} commands without an answer")
 
@@ -431,6 +436,15 @@ class Bench:
             if len(answered) == len(wanted) or time.monotonic() > deadline:
                 return list(answered.values())
             await asyncio.sleep(0.02)
+
+    @contextlib.contextmanager
+    def _cpu_shares(self, label: str) -> Iterator[None]:
+        """How busy the bot and this process (the fake Discord, the simulator) were: CPU seconds per second."""
+        bot_before, own_before, started = sample(self.pid), sample(os.getpid()), time.monotonic()
+        yield
+        elapsed = time.monotonic() - started
+        self.results.put(f"bot_cpu_share_{label}", sample(self.pid).minus(bot_before).cpu_seconds / elapsed)
+        self.results.put(f"fakes_cpu_share_{label}", sample(os.getpid()).minus(own_before).cpu_seconds / elapsed)
 
     @staticmethod
     def _ack_latency(handle: InteractionHandle) -> float | None:

@@ -36,7 +36,7 @@ from .quota import (
     check_prompt_allowed,
     day_start,
 )
-from .storage import GenerationStore
+from .storage import GenerationStore, UsageCounts
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class GenerationService:
         can be answered before the command is acknowledged publicly. start() re-checks the limits atomically."""
         rules = await self._permitted(origin, options, parent)
         now = self._clock()
-        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now))
+        counts = UsageCounts.for_limits(rules.limits, self._moderation.global_daily)
+        usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now), counts)
         refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
         if refusal is not None:
             raise refusal
@@ -292,6 +293,7 @@ class GenerationService:
             model=self._api.model_for(parent.api_id if parent else None),
             admit=admit,
             counted_since=day_start(now),
+            counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
         )
         try:
             if parent is not None and parent.api_id is not None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import aiosqlite
 
@@ -113,8 +114,22 @@ class UsageReport:
 
 
 @dataclass(frozen=True)
-class TrackedGeneration:
-    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start."""
+class UsageCounts:
+    """Which day totals to count besides a member's own: each one reads every row of the day."""
+
+    server: bool = True
+    everyone: bool = True
+
+    @classmethod
+    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
+        """Only the totals these limits check."""
+        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
+
+
+class TrackedGeneration(NamedTuple):
+    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
+
+    A tuple rather than a dataclass: every cycle makes one per running generation."""
 
     id: int
     api_id: str
@@ -342,19 +357,22 @@ class GenerationStore:
         model: str = LEGACY_MODEL,
         admit: Callable[[Usage], None] | None = None,
         counted_since: float = 0.0,
+        counts: UsageCounts | None = None,
     ) -> Generation:
         """Record a generation before its create request leaves, so a crash mid-request stays visible.
 
         With `admit`, the member's usage is read and the row inserted in one transaction: `admit` raises to
         refuse, and no burst of simultaneous requests can slip past a limit between the count and the insert.
+        `counts` says which day totals `admit` needs beyond the member's own (all by default).
         """
+        counts = counts or UsageCounts()
 
         async def reserve() -> int:
             async with self._turns.turn():
                 try:
                     await self._db.execute("BEGIN IMMEDIATE")
                     if admit is not None:
-                        admit(await self._usage(self._db, guild_id, requester_id, counted_since))
+                        admit(await self._usage(self._db, guild_id, requester_id, counted_since, counts))
                     async with self._db.execute(
                         "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                         " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
@@ -388,22 +406,32 @@ class GenerationStore:
         row_id = await asyncio.shield(reserve())
         return await self._require(row_id)
 
-    async def _usage(self, connection: aiosqlite.Connection, guild_id: int, requester_id: int, since: float) -> Usage:
+    async def _usage(
+        self, connection: aiosqlite.Connection, guild_id: int, requester_id: int, since: float, counts: UsageCounts
+    ) -> Usage:
+        # The member's own figures come through the member's index; the server's and the bot's day totals scan every
+        # row of the day, so they are counted only where a limit (or /quota) needs them.
         async with connection.execute(
-            f"SELECT"
-            f" COUNT(*) FILTER (WHERE {_COUNTED}),"
-            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild),"
-            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild AND requester_id = :user)"
-            f" FROM generations WHERE created_at >= :since",
-            {"guild": guild_id, "user": requester_id, "since": since},
-        ) as cursor:
-            everyone, server, user = await cursor.fetchone() or (0, 0, 0)
-        async with connection.execute(
-            f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), MAX(created_at) FILTER (WHERE state != 'rejected')"
+            f"SELECT COUNT(*) FILTER (WHERE {_COUNTED} AND created_at >= ?), COUNT(*) FILTER (WHERE {_IN_FLIGHT}),"
+            f" MAX(created_at) FILTER (WHERE state != 'rejected')"
             f" FROM generations WHERE guild_id = ? AND requester_id = ?",
-            (guild_id, requester_id),
+            (since, guild_id, requester_id),
         ) as cursor:
-            running, last_submitted = await cursor.fetchone() or (0, None)
+            user, running, last_submitted = await cursor.fetchone() or (0, 0, None)
+        server = everyone = 0
+        if counts.everyone:
+            async with connection.execute(
+                f"SELECT COUNT(*) FILTER (WHERE {_COUNTED}), COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = ?)"
+                f" FROM generations WHERE created_at >= ?",
+                (guild_id, since),
+            ) as cursor:
+                everyone, server = await cursor.fetchone() or (0, 0)
+        elif counts.server:
+            async with connection.execute(
+                f"SELECT COUNT(*) FROM generations WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}",
+                (guild_id, since),
+            ) as cursor:
+                server = (await cursor.fetchone() or (0,))[0]
         return Usage(
             user_today=user,
             server_today=server,
@@ -412,9 +440,11 @@ class GenerationStore:
             user_last_submitted_at=last_submitted,
         )
 
-    async def usage_now(self, guild_id: int, requester_id: int, counted_since: float) -> Usage:
-        """A member's standing against the limits (for /quota)."""
-        return await self._usage(self._reads, guild_id, requester_id, counted_since)
+    async def usage_now(
+        self, guild_id: int, requester_id: int, counted_since: float, counts: UsageCounts | None = None
+    ) -> Usage:
+        """A member's standing against the limits (for /quota, and the check before a command answers)."""
+        return await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
 
     async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
         """A server's generations since `since`: counts by kind and outcome, and its most active members."""
@@ -573,7 +603,7 @@ class GenerationStore:
             f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
             f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
         ) as cursor:
-            return [TrackedGeneration(row[0], row[1], row[2], row[3]) for row in await cursor.fetchall()]
+            return [TrackedGeneration._make(row) for row in await cursor.fetchall()]
 
     async def unannounced_ids(self) -> list[int]:
         """Finished generations whose requester has not been told yet, oldest first (ids only)."""
