@@ -474,8 +474,14 @@ def machine() -> dict[str, Any]:
 def simulator_config() -> SimulatorConfig:
     # Prefilled videos stay "processing" for hours unless the benchmark finishes them; new ones leave "pending"
     # after half a second, so that the quiet cycles measured later find nothing changing.
+    # The balance covers every video a run makes, so that no command is refused for want of credits.
     return SimulatorConfig(
-        api_key="sim-" + secrets.token_hex(16), processing_after=0.5, complete_after=36_000.0, seed=1, slow_seconds=1.0
+        api_key="sim-" + secrets.token_hex(16),
+        processing_after=0.5,
+        complete_after=36_000.0,
+        seed=1,
+        slow_seconds=1.0,
+        balance=1e15,
     )
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +15,7 @@ import aiosqlite
 
 from .models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
 from .quota import GuildRules, ServerLimits, Usage
+from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
 
@@ -137,62 +135,6 @@ class TrackedGeneration(NamedTuple):
     started_at: float
 
 
-# How many command writes may go before a waiting background write, so that a steady stream of commands
-# delays the tracker's writes but never starves them.
-URGENT_WRITES_IN_A_ROW = 8
-
-
-class WriteTurns:
-    """The writing connection's turns: a command's write goes before the background's waiting writes.
-
-    One connection is shared by every coroutine: a write issued while another coroutine holds an explicit
-    transaction would silently join (and roll back with) it, so writes take turns. Commands answer members, so
-    they never queue behind the tracker's batch of writes.
-    """
-
-    def __init__(self) -> None:
-        self._busy = False
-        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._background: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._urgent_in_a_row = 0
-
-    @contextlib.asynccontextmanager
-    async def turn(self, *, background: bool = False) -> AsyncIterator[None]:
-        await self._acquire(self._background if background else self._urgent)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, queue: collections.deque[asyncio.Future[None]]) -> None:
-        if not self._busy and not self._urgent and not self._background:
-            self._busy = True
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        queue.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # the turn was handed over just as the wait was cancelled: pass it on
-            else:
-                queue.remove(waiter)
-            raise
-
-    def _release(self) -> None:
-        urgent_first = self._urgent_in_a_row < URGENT_WRITES_IN_A_ROW or not self._background
-        order = (self._urgent, self._background) if urgent_first else (self._background, self._urgent)
-        for queue in order:
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    self._urgent_in_a_row = self._urgent_in_a_row + 1 if queue is self._urgent else 0
-                    waiter.set_result(None)  # the turn passes on directly: _busy stays True
-                    return
-        self._urgent_in_a_row = 0
-        self._busy = False
-
-
 _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
@@ -273,44 +215,108 @@ def _time_out_params(row_id: int, reason: str, now: float) -> tuple[object, ...]
     return (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value)
 
 
+Query = tuple[str, tuple[object, ...]]
+
+
+def _member_usage_query(guild_id: int, requester_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FILTER (WHERE {_COUNTED} AND created_at >= ?), COUNT(*) FILTER (WHERE {_IN_FLIGHT}),"
+        f" MAX(created_at) FILTER (WHERE state != 'rejected')"
+        f" FROM generations WHERE guild_id = ? AND requester_id = ?",
+        (since, guild_id, requester_id),
+    )
+
+
+def _everyone_usage_query(guild_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FILTER (WHERE {_COUNTED}), COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = ?)"
+        f" FROM generations WHERE created_at >= ?",
+        (guild_id, since),
+    )
+
+
+def _server_usage_query(guild_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FROM generations WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}",
+        (guild_id, since),
+    )
+
+
+def _usage_now(
+    connection: sqlite3.Connection, guild_id: int, requester_id: int, since: float, counts: UsageCounts
+) -> Usage:
+    """A member's usage, read on the writing connection inside the reservation's transaction."""
+    user, running, last_submitted = connection.execute(*_member_usage_query(guild_id, requester_id, since)).fetchone()
+    server = everyone = 0
+    if counts.everyone:
+        everyone, server = connection.execute(*_everyone_usage_query(guild_id, since)).fetchone()
+    elif counts.server:
+        server = connection.execute(*_server_usage_query(guild_id, since)).fetchone()[0]
+    return Usage(
+        user_today=user,
+        server_today=server,
+        everyone_today=everyone,
+        user_running=running,
+        user_last_submitted_at=last_submitted,
+    )
+
+
+async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    """A whole query in one hop to the connection's thread. A statement left open across an await would keep its
+    read transaction open, and every other read of that connection would see the database as it was then."""
+    return list(await connection.execute_fetchall(sql, params))
+
+
+async def _one(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+    rows = await _all(connection, sql, params)
+    return rows[0] if rows else None
+
+
 class GenerationStore:
     """The bot's SQLite database."""
 
     def __init__(
         self,
         connection: aiosqlite.Connection,
+        writer: SqliteWriter,
         *,
         command_reader: aiosqlite.Connection | None = None,
         background_reader: aiosqlite.Connection | None = None,
     ) -> None:
-        # Writes go through `connection`; reads through connections of their own (WAL lets them run beside a
-        # write), so that a command's reads never wait in a thread busy with the tracker's work, nor the reverse.
+        # Every write goes through `writer`, the one writing connection; reads go through connections of their own
+        # (WAL lets them run beside a write), so that a command's reads never wait in a thread busy with the
+        # tracker's work, nor the reverse. `connection` serves the migrations and the operators' reports.
         self._db = connection
+        self._writer = writer
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
-        self._turns = WriteTurns()
 
     @classmethod
     async def open(cls, path: Path) -> GenerationStore:
         """Open (creating its folder and file if needed) and migrate the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         opened: list[aiosqlite.Connection] = []
+        writer: SqliteWriter | None = None
         try:
             connection = await cls._connect(path, opened)
-            # WAL lets readers run beside the tracker's writes; FULL sync so an acknowledged row survives
-            # a crash of the host, not only of the process.
+            # WAL lets readers run beside the writes.
             await connection.execute("PRAGMA journal_mode = WAL")
-            await connection.execute("PRAGMA synchronous = FULL")
-            await connection.execute("PRAGMA foreign_keys = ON")
-            await cls(connection).migrate()
+            await cls._migrate(connection)
+            # FULL sync so an acknowledged row survives a crash of the host, not only of the process.
+            writer = SqliteWriter(
+                path, ("PRAGMA busy_timeout = 5000", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
+            )
+            await writer.open()
             readers = [await cls._connect(path, opened) for _ in range(2)]
             for reader in readers:
                 await reader.execute("PRAGMA query_only = ON")
         except BaseException:
+            if writer is not None:
+                await writer.close()
             for each in opened:
                 await each.close()
             raise
-        return cls(connection, command_reader=readers[0], background_reader=readers[1])
+        return cls(connection, writer, command_reader=readers[0], background_reader=readers[1])
 
     @staticmethod
     async def _connect(path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
@@ -321,11 +327,16 @@ class GenerationStore:
         return connection
 
     async def close(self) -> None:
+        await self._writer.close()
         for connection in dict.fromkeys((self._reads, self._background_reads, self._db)):
             await connection.close()
 
     async def migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
+        await self._migrate(self._db)
+
+    @staticmethod
+    async def _migrate(connection: aiosqlite.Connection) -> None:
+        async with connection.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
@@ -334,7 +345,7 @@ class GenerationStore:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # executescript commits first, so the migration and its version bump go in one explicit script.
-            await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+            await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
             log.info("Database migrated to schema version %d", number)
 
     async def journal_mode(self) -> str:
@@ -367,43 +378,43 @@ class GenerationStore:
         """
         counts = counts or UsageCounts()
 
-        async def reserve() -> int:
-            async with self._turns.turn():
-                try:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    if admit is not None:
-                        admit(await self._usage(self._db, guild_id, requester_id, counted_since, counts))
-                    async with self._db.execute(
-                        "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                        " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            kind.value,
-                            guild_id,
-                            channel_id,
-                            requester_id,
-                            options.prompt,
-                            options.aspect_ratio,
-                            int(options.expand_prompt),
-                            parent_api_id,
-                            State.SUBMITTING.value,
-                            now,
-                            now,
-                            model,
-                            json.dumps(options.extras, sort_keys=True),
-                        ),
-                    ) as cursor:
-                        assert cursor.lastrowid is not None
-                        row_id = cursor.lastrowid
-                    await self._db.execute("COMMIT")
-                    return row_id
-                except BaseException:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
-                    raise
+        values = (
+            kind.value,
+            guild_id,
+            channel_id,
+            requester_id,
+            options.prompt,
+            options.aspect_ratio,
+            int(options.expand_prompt),
+            parent_api_id,
+            State.SUBMITTING.value,
+            now,
+            now,
+            model,
+            json.dumps(options.extras, sort_keys=True),
+        )
 
-        # Shielded: a cancelled command must not split the transaction and leave it open for every later write.
-        row_id = await asyncio.shield(reserve())
+        def reserve_now(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if admit is not None:
+                    admit(_usage_now(connection, guild_id, requester_id, counted_since, counts))
+                cursor = connection.execute(
+                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                assert cursor.lastrowid is not None
+                connection.execute("COMMIT")
+                return cursor.lastrowid
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+        # The writer runs it whole even if the command is cancelled: the transaction is never left open.
+        row_id = await self._writer.run(reserve_now)
         return await self._require(row_id)
 
     async def _usage(
@@ -411,27 +422,15 @@ class GenerationStore:
     ) -> Usage:
         # The member's own figures come through the member's index; the server's and the bot's day totals scan every
         # row of the day, so they are counted only where a limit (or /quota) needs them.
-        async with connection.execute(
-            f"SELECT COUNT(*) FILTER (WHERE {_COUNTED} AND created_at >= ?), COUNT(*) FILTER (WHERE {_IN_FLIGHT}),"
-            f" MAX(created_at) FILTER (WHERE state != 'rejected')"
-            f" FROM generations WHERE guild_id = ? AND requester_id = ?",
-            (since, guild_id, requester_id),
-        ) as cursor:
-            user, running, last_submitted = await cursor.fetchone() or (0, 0, None)
+        mine = await _one(connection, *_member_usage_query(guild_id, requester_id, since))
+        user, running, last_submitted = mine if mine is not None else (0, 0, None)
         server = everyone = 0
         if counts.everyone:
-            async with connection.execute(
-                f"SELECT COUNT(*) FILTER (WHERE {_COUNTED}), COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = ?)"
-                f" FROM generations WHERE created_at >= ?",
-                (guild_id, since),
-            ) as cursor:
-                everyone, server = await cursor.fetchone() or (0, 0)
+            totals = await _one(connection, *_everyone_usage_query(guild_id, since))
+            everyone, server = totals if totals is not None else (0, 0)
         elif counts.server:
-            async with connection.execute(
-                f"SELECT COUNT(*) FROM generations WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}",
-                (guild_id, since),
-            ) as cursor:
-                server = (await cursor.fetchone() or (0,))[0]
+            total = await _one(connection, *_server_usage_query(guild_id, since))
+            server = total[0] if total is not None else 0
         return Usage(
             user_today=user,
             server_today=server,
@@ -497,15 +496,15 @@ class GenerationStore:
 
     async def recover_interrupted_submissions(self, reason: str, now: float) -> list[Generation]:
         """Rows left in 'submitting' by a crash: their outcome is unknown, and their requesters must hear so."""
-        async with (
-            self._turns.turn(background=True),
-            self._db.execute(
+
+        def recover(connection: sqlite3.Connection) -> list[sqlite3.Row]:
+            return connection.execute(
                 f"UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
                 f" WHERE state = ? RETURNING {_COLUMNS}",
                 (State.UNCONFIRMED.value, reason, now, now, State.SUBMITTING.value),
-            ) as cursor,
-        ):
-            return [_generation_from_row(row) for row in await cursor.fetchall()]
+            ).fetchall()
+
+        return [_generation_from_row(row) for row in await self._writer.run(recover, background=True)]
 
     async def set_status_message(self, row_id: int, message_id: int) -> None:
         await self._write("UPDATE generations SET status_message_id = ? WHERE id = ?", (message_id, row_id))
@@ -525,33 +524,29 @@ class GenerationStore:
         if not updates and not timed_out:
             return []
 
-        async def write() -> list[int]:
+        def record(connection: sqlite3.Connection) -> list[int]:
             finished: list[int] = []
-            async with self._turns.turn(background=True):
-                try:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    for row_id, api in updates:
-                        async with self._db.execute(
-                            _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
-                        ) as cursor:
-                            row = await cursor.fetchone()
-                        if row is not None and State(row[0]).is_final:
-                            finished.append(row_id)
-                    for row_id in timed_out:
-                        async with self._db.execute(
-                            _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
-                        ) as cursor:
-                            if await cursor.fetchone() is not None:
-                                finished.append(row_id)
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
-                    raise
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for row_id, api in updates:
+                    row = connection.execute(
+                        _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
+                    ).fetchone()
+                    if row is not None and State(row[0]).is_final:
+                        finished.append(row_id)
+                for row_id in timed_out:
+                    if connection.execute(
+                        _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
+                    ).fetchone():
+                        finished.append(row_id)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
             return sorted(finished)
 
-        # Shielded like the reservation: a cancelled tracker must not leave the transaction open.
-        return await asyncio.shield(write())
+        return await self._writer.run(record, background=True)
 
     async def mark_timed_out(self, row_id: int, reason: str, now: float) -> Generation:
         await self._write(_TIME_OUT, _time_out_params(row_id, reason, now), background=True)
@@ -577,8 +572,7 @@ class GenerationStore:
     # --- generations: reading ---------------------------------------------------------------------------
 
     async def get(self, row_id: int) -> Generation | None:
-        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
         return _generation_from_row(row) if row else None
 
     async def _require(self, row_id: int) -> Generation:
@@ -588,8 +582,7 @@ class GenerationStore:
         return generation
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
-        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
         return _generation_from_row(row) if row else None
 
     async def running(self) -> list[Generation]:
@@ -599,26 +592,29 @@ class GenerationStore:
     async def tracked(self) -> list[TrackedGeneration]:
         """The running generations, oldest first, with only what a look-up needs (read through the partial index)."""
         # The index's own condition is spelled out: SQLite uses a partial index only when the query implies it.
-        async with self._background_reads.execute(
+        rows = await _all(
+            self._background_reads,
             f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
-            f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
-        ) as cursor:
-            return [TrackedGeneration._make(row) for row in await cursor.fetchall()]
+            f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
+        )
+        return [TrackedGeneration._make(row) for row in rows]
 
     async def unannounced_ids(self) -> list[int]:
         """Finished generations whose requester has not been told yet, oldest first (ids only)."""
-        async with self._background_reads.execute(
-            "SELECT id FROM generations WHERE announced_at IS NULL AND finished_at IS NOT NULL ORDER BY finished_at, id"
-        ) as cursor:
-            return [row[0] for row in await cursor.fetchall()]
+        rows = await _all(
+            self._background_reads,
+            "SELECT id FROM generations WHERE announced_at IS NULL AND finished_at IS NOT NULL"
+            " ORDER BY finished_at, id",
+        )
+        return [row[0] for row in rows]
 
     async def unannounced_generation(self, row_id: int) -> Generation | None:
         """The generation, if it is finished and its requester has not been told yet."""
-        async with self._background_reads.execute(
+        row = await _one(
+            self._background_reads,
             f"SELECT {_COLUMNS} FROM generations WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
             (row_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return _generation_from_row(row) if row else None
 
     async def unannounced(self) -> list[Generation]:
@@ -643,32 +639,36 @@ class GenerationStore:
         )
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
-        async with self._reads.execute(f"SELECT {_COLUMNS} FROM generations {where}", params) as cursor:
-            return [_generation_from_row(row) for row in await cursor.fetchall()]
+        return [
+            _generation_from_row(row)
+            for row in await _all(self._reads, f"SELECT {_COLUMNS} FROM generations {where}", params)
+        ]
 
     async def _write(self, sql: str, params: Sequence[object], *, background: bool = False) -> int:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
-        async with self._turns.turn(background=background), self._db.execute(sql, params) as cursor:
-            return cursor.lastrowid or 0
+        return await self._writer.run(
+            lambda connection: connection.execute(sql, params).lastrowid or 0, background=background
+        )
 
     # --- server rules -----------------------------------------------------------------------------------
 
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
-        async with self._reads.execute(
+        row = await _one(
+            self._reads,
             "SELECT user_daily, server_daily, user_concurrent, cooldown_seconds, members_share_videos"
             " FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
-        async with self._reads.execute(
-            "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value", (guild_id,)
-        ) as cursor:
-            for kind, value in await cursor.fetchall():
-                entries[kind].append(value)
+        for kind, value in await _all(
+            self._reads,
+            "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value",
+            (guild_id,),
+        ):
+            entries[kind].append(value)
         return GuildRules(
             limits=defaults.merged(overrides),
             overridden=frozenset(name for name, value in overrides.items() if value is not None),
@@ -727,14 +727,13 @@ class GenerationStore:
         )
 
     async def _write_count(self, sql: str, params: Sequence[object]) -> int:
-        async with self._turns.turn(), self._db.execute(sql, params) as cursor:
-            return cursor.rowcount
+        """Run one writing statement in its own transaction; returns how many rows it changed."""
+        return await self._writer.run(lambda connection: connection.execute(sql, params).rowcount)
 
     # --- bot metadata -----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._reads.execute("SELECT value FROM bot_meta WHERE key = ?", (key,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, "SELECT value FROM bot_meta WHERE key = ?", (key,))
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:

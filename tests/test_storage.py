@@ -3,10 +3,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
-from bot.storage import MIGRATIONS, URGENT_WRITES_IN_A_ROW, GenerationStore, TrackedGeneration, WriteTurns
+from bot.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
+from bot.storage import MIGRATIONS, GenerationStore, TrackedGeneration
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -162,54 +167,88 @@ async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(
     assert again == []
 
 
-async def test_a_command_write_goes_before_waiting_background_writes() -> None:
-    turns = WriteTurns()
-    order: list[str] = []
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[SqliteWriter]:
+    opened = SqliteWriter(tmp_path / "w.sqlite3", ("PRAGMA journal_mode = WAL",))
+    await opened.open()
+    await opened.run(lambda c: c.execute("CREATE TABLE log (name TEXT)"))
+    yield opened
+    await opened.close()
 
-    async def write(name: str, background: bool) -> None:
-        async with turns.turn(background=background):
-            order.append(name)
-            await asyncio.sleep(0)
 
-    async with turns.turn(background=True):
-        waiting = [asyncio.create_task(write(f"tracker {n}", True)) for n in range(3)]
-        await asyncio.sleep(0)
-        waiting.append(asyncio.create_task(write("command", False)))
-        await asyncio.sleep(0)
+class HeldWriter:
+    """Keeps the writing thread busy until released, so that writes queue up behind it."""
+
+    def __init__(self, writer: SqliteWriter) -> None:
+        self.release = threading.Event()
+        self.first = asyncio.create_task(writer.run(lambda c: self.release.wait(5)))
+
+    async def let_go(self) -> None:
+        self.release.set()
+        await self.first
+
+
+def logging_work(name: str):  # type: ignore[no-untyped-def]
+    return lambda c: c.execute("INSERT INTO log (name) VALUES (?)", (name,)).rowcount
+
+
+def logged(writer_path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(writer_path)) as connection:
+        return [row[0] for row in connection.execute("SELECT name FROM log ORDER BY rowid")]
+
+
+async def test_commands_writes_go_before_waiting_background_writes(writer: SqliteWriter, tmp_path: Path) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(writer.run(logging_work(f"tracker {n}"), background=True)) for n in range(3)]
+    await asyncio.sleep(0)
+    waiting.append(asyncio.create_task(writer.run(logging_work("command"))))
+    await asyncio.sleep(0)
+    await held.let_go()
     await asyncio.gather(*waiting)
-    assert order == ["command", "tracker 0", "tracker 1", "tracker 2"]
+    assert logged(tmp_path / "w.sqlite3") == ["command", "tracker 0", "tracker 1", "tracker 2"]
 
 
-async def test_a_stream_of_command_writes_does_not_starve_the_background() -> None:
-    turns = WriteTurns()
-    order: list[str] = []
-
-    async def write(name: str, background: bool) -> None:
-        async with turns.turn(background=background):
-            order.append(name)
-            await asyncio.sleep(0)
-
-    async with turns.turn():
-        waiting = [asyncio.create_task(write("tracker", True))]
-        await asyncio.sleep(0)
-        waiting += [asyncio.create_task(write("command", False)) for _ in range(URGENT_WRITES_IN_A_ROW * 2)]
-        await asyncio.sleep(0)
+async def test_a_stream_of_command_writes_does_not_starve_the_background(writer: SqliteWriter, tmp_path: Path) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(writer.run(logging_work("tracker"), background=True))]
+    await asyncio.sleep(0)
+    waiting += [asyncio.create_task(writer.run(logging_work("command"))) for _ in range(URGENT_PER_BATCH * 2)]
+    await asyncio.sleep(0)
+    await held.let_go()
     await asyncio.gather(*waiting)
-    assert order.index("tracker") == URGENT_WRITES_IN_A_ROW
+    assert logged(tmp_path / "w.sqlite3").index("tracker") == URGENT_PER_BATCH
 
 
-async def test_a_cancelled_wait_for_a_write_turn_passes_nothing_on_wrongly() -> None:
-    turns = WriteTurns()
-    async with turns.turn():
-        cancelled = asyncio.create_task(write_once(turns))
-        await asyncio.sleep(0)
-        cancelled.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await cancelled
-    async with asyncio.timeout(1), turns.turn():
-        pass
+async def test_a_failing_write_fails_alone_and_a_cancelled_caller_s_write_still_lands(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    broken = asyncio.create_task(writer.run(lambda c: c.execute("INSERT INTO nowhere VALUES (1)")))
+    abandoned = asyncio.create_task(writer.run(logging_work("abandoned")))
+    fine = asyncio.create_task(writer.run(logging_work("fine")))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    await held.let_go()
+    with pytest.raises(sqlite3.OperationalError):
+        await broken
+    assert await fine == 1
+    with contextlib.suppress(asyncio.CancelledError):
+        await abandoned
+    assert logged(tmp_path / "w.sqlite3") == ["abandoned", "fine"]
 
 
-async def write_once(turns: WriteTurns) -> None:
-    async with turns.turn(background=True):
-        pass
+async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
+    rows = [await _insert(store, now=100.0 + n) for n in range(20)]
+
+    async def keep_reading() -> None:
+        for _ in range(40):
+            await store.recent_for_member(1, 10)
+
+    readers = [asyncio.create_task(keep_reading()) for _ in range(4)]
+    for n, row in enumerate(rows):
+        submitted = await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 200.0)
+        assert submitted.state is State.RUNNING and submitted.api_id == f"api-{n}"
+    await asyncio.gather(*readers)
