@@ -75,32 +75,34 @@ class SqliteWriter:
         loop = asyncio.get_running_loop()
         while self._urgent or self._background:
             batch = _take(self._urgent, URGENT_PER_BATCH) + _take(self._background, BACKGROUND_PER_BATCH)
-            works = [work for work, _ in batch]
             try:
-                outcomes = await loop.run_in_executor(self._thread, self._run_batch, works)
-            except Exception as error:  # the thread itself failed (closed connection): every write of it did
-                outcomes = [(False, error)] * len(batch)
-            for (_, future), (succeeded, value) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if succeeded:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+                await loop.run_in_executor(self._thread, self._run_batch, loop, batch)
+            except Exception as error:  # the thread itself failed (closed connection): so did every write left
+                for _, future in batch:
+                    loop.call_soon(_settle, future, False, error)
 
-    def _run_batch(self, works: list[Work]) -> list[tuple[bool, Any]]:
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
         connection = self._connection
         if connection is None:
             raise sqlite3.ProgrammingError("the database is closed")
-        outcomes: list[tuple[bool, Any]] = []
-        for work in works:
+        for work, future in batch:
             try:
-                outcomes.append((True, work(connection)))
+                outcome: tuple[bool, Any] = (True, work(connection))
             except BaseException as error:  # handed to its caller, whatever it is
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
-                outcomes.append((False, error))
-        return outcomes
+                outcome = (False, error)
+            # Each caller hears as soon as its own write is done, not when the whole batch is.
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], succeeded: bool, value: Any) -> None:
+    if future.done():
+        return
+    if succeeded:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def _take(queue: collections.deque[tuple[Work, asyncio.Future[Any]]], most: int) -> list[tuple[Work, Any]]:
