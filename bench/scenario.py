@@ -230,8 +230,7 @@ class Bench:
         marker = self.running.running_ids()[0]
         self.say(f"  {s.load_rate:g} /generate a second for {s.load_seconds:g}s with {s.running_under_load} running")
         self.skip_seen_requests()
-        await self.wait_for_lookup_of(marker, timeout=120.0)
-        cycle_starts: list[float] = []
+        cycle_starts = [(await self.wait_for_lookup_of(marker, timeout=120.0)).received_at]
 
         async def watch_cycles() -> None:
             while True:

@@ -212,49 +212,58 @@ class Tracker:
     # --- announcements -------------------------------------------------------------------------------------
 
     async def announce_finished(self) -> None:
-        """Announce every finished generation whose requester has not been told yet."""
+        """Announce every finished generation whose requester has not been told yet, and return when done."""
         self._to_announce.update(dict.fromkeys(await self._store.unannounced_ids()))
-        await self._announce_waiting()
 
-    async def _announce_continuously(self) -> None:
-        """Announce what the look-ups hand over as soon as they do; once an interval, also what the database still
-        holds unannounced (a restart's leftovers, retries after Discord failed, videos /status saw finish)."""
-        next_sweep = 0.0
-        while True:
-            try:
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self._poll_interval
-                    await self.announce_finished()
-                else:
-                    await self._announce_waiting()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("Announcing failed; retrying in %.1fs", self._poll_interval)
-            self._announce_wake.clear()
-            if not self._to_announce:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._announce_wake.wait(), max(next_sweep - time.monotonic(), 0))
-
-    async def _announce_waiting(self) -> None:
         async def worker() -> None:
             while self._to_announce:
-                row_id = next(iter(self._to_announce))
-                del self._to_announce[row_id]
-                if row_id in self._announcing:
-                    continue
-                self._announcing.add(row_id)
-                try:
-                    generation = await self._store.unannounced_generation(row_id)
-                    if generation is not None:
-                        await self._announce(generation)
-                except Exception:
-                    # One generation that can't be announced must not hold up the others.
-                    log.exception("Announcing generation row %d failed; retrying next cycle", row_id)
-                finally:
-                    self._announcing.discard(row_id)
+                await self._announce_next()
 
         await asyncio.gather(*(worker() for _ in range(ANNOUNCE_CONCURRENCY)))
+
+    async def _announce_continuously(self) -> None:
+        """Workers announce what the look-ups hand over as soon as they do; once an interval, the database is also
+        searched for what is still unannounced (a restart's leftovers, retries after Discord failed, videos that
+        /status saw finish)."""
+        workers = [asyncio.create_task(self._announce_forever()) for _ in range(ANNOUNCE_CONCURRENCY)]
+        try:
+            while True:
+                try:
+                    waiting = await self._store.unannounced_ids()
+                except Exception:
+                    log.exception("Looking for unannounced generations failed; retrying in %.1fs", self._poll_interval)
+                else:
+                    self._to_announce.update(dict.fromkeys(waiting))
+                    self._announce_wake.set()
+                await asyncio.sleep(self._poll_interval)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _announce_forever(self) -> None:
+        # Each worker on its own: one announcement that Discord holds up occupies one worker, not the others.
+        while True:
+            while not self._to_announce:
+                self._announce_wake.clear()
+                await self._announce_wake.wait()
+            await self._announce_next()
+
+    async def _announce_next(self) -> None:
+        row_id = next(iter(self._to_announce))
+        del self._to_announce[row_id]
+        if row_id in self._announcing:
+            return
+        self._announcing.add(row_id)
+        try:
+            generation = await self._store.unannounced_generation(row_id)
+            if generation is not None:
+                await self._announce(generation)
+        except Exception:
+            # One generation that can't be announced must not hold up the others.
+            log.exception("Announcing generation row %d failed; retrying next cycle", row_id)
+        finally:
+            self._announcing.discard(row_id)
 
     async def _announce(self, generation: Generation) -> None:
         if generation.announce_attempts >= MAX_ANNOUNCE_ATTEMPTS:

@@ -351,3 +351,37 @@ async def test_a_video_that_finished_while_the_bot_was_down_is_announced_in_the_
     finally:
         await tracker.stop()
     assert announcer.sent_ids() == [started[77].api_id]
+
+
+async def test_a_stuck_announcement_holds_up_neither_the_look_ups_nor_other_announcements(
+    service: GenerationService, store, api, clock: FakeClock, simulator
+) -> None:
+    started = await start_many(service, 3)
+    simulator.state.generations[started[0].api_id].forced_state = "completed"
+
+    class DiscordHangsOnce(RecordingAnnouncer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hanging = asyncio.Event()
+
+        async def announce(self, generation: Generation) -> Delivery | None:
+            if generation.id == started[0].id:
+                self.hanging.set()
+                await asyncio.Event().wait()  # Discord never answers this one
+            return await super().announce(generation)
+
+    announcer = DiscordHangsOnce()
+    tracker = Tracker(store, api, announcer, poll_interval=0.05, timeout_seconds=600, clock=clock)
+    tracker.start()
+    try:
+        async with asyncio.timeout(5):
+            await announcer.hanging.wait()
+            lookups_then = simulator.state.count(*LOOKUP)
+            while simulator.state.count(*LOOKUP) < lookups_then + 3:  # cycles go on
+                await asyncio.sleep(0.01)
+            simulator.state.generations[started[1].api_id].forced_state = "completed"
+            while not announcer.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await tracker.stop()
+    assert announcer.sent_ids() == [started[1].api_id]
