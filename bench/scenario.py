@@ -138,7 +138,8 @@ class Bench:
         }
 
     async def start(self) -> None:
-        await self.e2e.start_bot(**self._environment())
+        self.e2e.env.update(self._environment())
+        await self.e2e.start_bot()
 
     async def stop(self) -> None:
         if self.e2e.runs and self.e2e.bot.running:
@@ -300,7 +301,8 @@ class Bench:
         first_request = len(self.e2e.sim.state.requests)
         ready_before = self.e2e.ready_count()
         spawned = time.monotonic()
-        run = await self.e2e.start_bot(wait=False, **self._environment())
+        self.e2e.env.update(self._environment())
+        run = await self.e2e.start_bot(wait=False)
         announced = await self._announcement_delays({finished_while_down: finished_at}, timeout=120.0)
         needed = math.ceil(len(running) / LOOKUP_BATCH)
         lookups = await self._first_lookups(first_request, needed, timeout=120.0)
