@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +52,15 @@ class ModelSpec:
         return bool(self.hdr_durations)
 
 
+_RAY_2 = ModelSpec(
+    "luma/ray-2",
+    "Ray 2",
+    ASPECT_RATIOS,
+    resolutions=("540p", "720p", "1080p", "4k"),
+    durations=(5, 9),
+    loop=True,
+    continuation=Continuation.KEYFRAME,
+)
 CATALOGUE: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
@@ -61,24 +71,9 @@ CATALOGUE: dict[str, ModelSpec] = {
             continuation=Continuation.LEGACY_EXTEND,
             frames=FrameStyle.LEGACY,
         ),
-        ModelSpec(
-            "luma/ray-2",
-            "Ray 2",
-            ASPECT_RATIOS,
-            resolutions=("540p", "720p", "1080p", "4k"),
-            durations=(5, 9),
-            loop=True,
-            continuation=Continuation.KEYFRAME,
-        ),
-        ModelSpec(
-            "luma/ray-flash-2",
-            "Ray Flash 2 (fast)",
-            ASPECT_RATIOS,
-            resolutions=("540p", "720p", "1080p", "4k"),
-            durations=(5, 9),
-            loop=True,
-            continuation=Continuation.KEYFRAME,
-        ),
+        _RAY_2,
+        # The same options as Ray 2, faster.
+        dataclasses.replace(_RAY_2, id="luma/ray-flash-2", label="Ray Flash 2 (fast)"),
         ModelSpec(
             "luma/ray-3.2",
             "Ray 3.2",
