@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable
 
 import aiohttp
@@ -21,7 +23,11 @@ from .api_client import LumaClient
 from .api_v2 import RayClient
 from .app import VideoBot
 from .balance import BalanceService
+from .catalogue import label_of
 from .config import ConfigError, Settings, load_settings
+from .health import Heartbeat, HeartbeatWriter, heartbeat_path, tracker_stale_after
+from .metrics import BotMetrics, MetricsServer
+from .startup import ReconnectLineFilter, forget_http_session, reach_discord
 from .storage import GenerationStore
 from .video_api import VideoApiRouter
 
@@ -68,6 +74,7 @@ def configure_logging(settings: Settings) -> None:
     # discord.py's gateway chatter is noise unless debugging.
     if settings.log_level != "DEBUG":
         logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+        handler.addFilter(ReconnectLineFilter())
 
 
 def point_discord_at(base_url: str) -> None:
@@ -84,36 +91,74 @@ async def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG_ERROR
+    metrics = BotMetrics() if settings.metrics_port is not None else None
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(trace_configs=[metrics.api_trace()] if metrics else None) as session:
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
             current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
-            api = VideoApiRouter(legacy, current, settings.luma_model)
+            api = VideoApiRouter(legacy, current, settings.luma_models)
             balance = BalanceService(api, low_warning=settings.low_balance_warning)
-            bot = VideoBot(settings, store, api, balance)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(signum, stop.set)
-            try:
-                async with bot:
-                    await bot.login(settings.discord_token.reveal())
-                    if settings.discord_api_base_url is not None:
-                        # The gateway's address comes from the same host, as it does from discord.com.
-                        _, gateway_url, _ = await bot.http.get_bot_gateway()
-                        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-                    await run_until_stopped(bot, stop)
-            except discord.LoginFailure:
-                print("Configuration error: DISCORD_TOKEN was refused by Discord.", file=sys.stderr)
-                return EXIT_CONFIG_ERROR
-            except discord.PrivilegedIntentsRequired:
-                print("Discord refused the bot's intents for this application.", file=sys.stderr)
-                return EXIT_CONFIG_ERROR
+            bot = VideoBot(settings, store, api, balance, metrics)
+            return await serve(settings, bot, metrics)
     finally:
         await store.close()
+
+
+async def serve(settings: Settings, bot: VideoBot, metrics: BotMetrics | None) -> int:
+    """Metrics, heartbeat and the Discord connection, until a signal asks to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    metrics_server = MetricsServer(metrics, bot.store) if metrics is not None else None
+    if metrics_server is not None and settings.metrics_port is not None:
+        try:
+            await metrics_server.start(settings.metrics_host, settings.metrics_port)
+        except OSError as error:
+            reason = "another program uses it" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
+            print(
+                f"Configuration error: METRICS_PORT {settings.metrics_port} can't be used on "
+                f"{settings.metrics_host}: {reason}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG_ERROR
+    heartbeat = HeartbeatWriter(heartbeat_path(settings.database_path), lambda: heartbeat_of(bot))
+    heartbeat.start()
+    try:
+        async with bot:
+            where = settings.discord_api_base_url or "discord.com"
+            if await reach_discord(lambda: log_in(bot, settings), lambda: forget_http_session(bot), stop, where):
+                await run_until_stopped(bot, stop)
+    except discord.LoginFailure:
+        print("Configuration error: DISCORD_TOKEN was refused by Discord.", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except discord.PrivilegedIntentsRequired:
+        print("Discord refused the bot's intents for this application.", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    finally:
+        await heartbeat.stop()
+        if metrics_server is not None:
+            await metrics_server.stop()
     log.info("Stopped cleanly")
     return 0
+
+
+async def log_in(bot: VideoBot, settings: Settings) -> None:
+    await bot.login(settings.discord_token.reveal())
+    if settings.discord_api_base_url is not None:
+        # The gateway's address comes from the same host, as it does from discord.com.
+        _, gateway_url, _ = await bot.http.get_bot_gateway()
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def heartbeat_of(bot: VideoBot) -> Heartbeat:
+    return Heartbeat(
+        written_at=time.time(),
+        discord_connected=bot.connected_to_discord and not bot.is_closed(),
+        tracker_cycle_at=bot.tracker.last_cycle_at,
+        tracker_stale_after=tracker_stale_after(bot.settings.poll_interval_seconds),
+    )
 
 
 async def run_until_stopped(bot: VideoBot, stop: asyncio.Event) -> None:
@@ -141,9 +186,7 @@ def main() -> None:
         print(f"Configuration error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     configure_logging(settings)
-    log.info(
-        "Making videos with %s", "the legacy Luma endpoint" if settings.luma_model == "legacy" else settings.luma_model
-    )
+    log.info("Making videos with %s", ", ".join(f"{label_of(model)} ({model})" for model in settings.luma_models))
     if settings.discord_api_base_url is not None:
         point_discord_at(settings.discord_api_base_url)
         log.warning("Talking to Discord at %s instead of discord.com", settings.discord_api_base_url)

@@ -9,7 +9,7 @@ import aiohttp
 import discord
 
 from .messages import announcement
-from .models import Delivery, Generation
+from .models import Delivery, Generation, State
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,9 @@ HISTORY_SEARCH_LIMIT = 200
 
 def announcement_nonce(generation: Generation) -> str:
     """Discord drops a second message with the same nonce from the same author for a few minutes."""
-    return f"video-{generation.id}"
+    # The notice that a lost create is being looked for comes before the announcement: it must not block it.
+    kind = "checking" if generation.state is State.CHECKING else "video"
+    return f"{kind}-{generation.id}"
 
 
 def requester_only(generation: Generation) -> discord.AllowedMentions:

@@ -14,13 +14,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from .config import Secret
-from .models import KNOWN_API_STATES, LEGACY_MODEL, ApiGeneration, GenerationOptions
+from .models import KNOWN_API_STATES, LEGACY_MODEL, ApiGeneration, GenerationOptions, ListedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,7 @@ class CreateOutcomeUnknown(VideoApiError):
     """A create or extend may have been accepted, but no usable answer came back. Never resend it."""
 
     default_user_message = (
-        "The video service did not confirm this request, so it was not resent (each video is paid for). "
-        "If it was accepted, nothing more can be tracked for it; you may try again."
+        "The video service did not confirm this request. It was not sent again, to avoid paying twice."
     )
 
 
@@ -243,7 +243,38 @@ def parse_generation(data: object) -> ApiGeneration:
         failure_reason=failure if isinstance(failure, str) and failure else None,
         estimate_wait_seconds=float(estimate) if isinstance(estimate, int | float) else None,
         raw=data,
+        created_at=parse_timestamp(data.get("created_at")),
     )
+
+
+def parse_timestamp(value: object) -> float | None:
+    """An ISO 8601 time (a zone-less one is UTC) as epoch seconds; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_generation_listing(data: object) -> list[ListedGeneration]:
+    """The account's list of generations: `{"luma_generation_id", "prompt"}` entries (unreadable ones skipped)."""
+    if isinstance(data, dict):
+        data = next((data[key] for key in ("generations", "data", "items") if isinstance(data.get(key), list)), None)
+    if not isinstance(data, list):
+        raise ApiMalformedResponse("the list of generations is not a list")
+    listed: list[ListedGeneration] = []
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        generation_id = item.get("luma_generation_id") or item.get("id")
+        prompt = item.get("prompt") or item.get("user_prompt")
+        if isinstance(generation_id, str) and generation_id and isinstance(prompt, str):
+            listed.append(ListedGeneration(generation_id, prompt))
+    return listed
 
 
 def parse_generation_list(data: object) -> list[ApiGeneration]:
@@ -447,14 +478,14 @@ class AimlClient:
 class LumaClient(AimlClient):
     """The legacy Luma endpoints of the AI/ML API (/luma-ai/...)."""
 
-    def model_for(self, parent_api_id: str | None) -> str:
-        return LEGACY_MODEL
+    def can_list(self, model: str) -> bool:
+        return model == LEGACY_MODEL
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
+    async def create(self, options: GenerationOptions, model: str = LEGACY_MODEL) -> ApiGeneration:
         """Start a generation. Raises CreateOutcomeUnknown when it may have been accepted without an answer."""
         return await self._create("/luma-ai/generations", create_body(options), parse_generation)
 
-    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration:
+    async def extend(self, parent_id: str, options: GenerationOptions, model: str = LEGACY_MODEL) -> ApiGeneration:
         """Continue a completed generation; the answer is a new generation."""
         path = f"/luma-ai/generations/{quote(parent_id, safe='')}/extend"
         return await self._create(path, create_body(options), parse_generation)
@@ -476,3 +507,7 @@ class LumaClient(AimlClient):
     async def fetch(self, generation_id: str) -> ApiGeneration | None:
         """One generation, fresh from the API, or None if the API does not know it."""
         return (await self.fetch_many([generation_id])).get(generation_id)
+
+    async def list_generations(self) -> list[ListedGeneration]:
+        """Every generation of the account, by id and prompt: where a create whose answer was lost can be found."""
+        return parse_generation_listing(await self._read("/luma-ai/generations", []))

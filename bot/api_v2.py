@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from .api_client import AimlClient, ApiMalformedResponse, ApiNotFound, VideoApiError
+from .api_client import AimlClient, ApiMalformedResponse, ApiNotFound, VideoApiError, parse_timestamp
+from .catalogue import FrameStyle, spec_of
 from .models import API_COMPLETED, API_FAILED, ApiGeneration, GenerationOptions
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ def parse_v2_generation(data: object) -> ApiGeneration:
         failure = message if isinstance(message, str) and message else None
     elif isinstance(error, str) and error:
         failure = error
-    usage = (data.get("meta") or {}).get("usage") if isinstance(data.get("meta"), dict) else None
-    credits = usage.get("credits_used") if isinstance(usage, dict) else None
+    meta = data.get("meta")
+    usage = meta.get("usage") if isinstance(meta, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    credits, usd = usage.get("credits_used"), usage.get("usd_spent")
     return ApiGeneration(
         id=generation_id,
         state=_STATES.get(status, status),
@@ -58,19 +61,46 @@ def parse_v2_generation(data: object) -> ApiGeneration:
         last_frame_url=_url(data.get("last_frame")),
         failure_reason=failure,
         raw=data,
-        credits_used=credits if isinstance(credits, int) else None,
+        credits_used=None if (amount := _amount(credits)) is None else round(amount),
+        usd_spent=_amount(usd),
+        created_at=parse_timestamp(data.get("created_at")),
     )
 
 
+def _amount(value: object) -> float | None:
+    """A reported cost: a number, 0 or more (anything else is not a figure)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
 def v2_body(options: GenerationOptions, model: str, *, parent_id: str | None = None) -> dict[str, Any]:
-    """The create body; an extension starts from its parent as keyframe frame0."""
+    """The create body in the form the model documents; an extension starts from its parent's keyframe."""
     body: dict[str, Any] = {"model": model, "prompt": options.prompt, "aspect_ratio": options.aspect_ratio}
-    if options.resolution is not None:
-        body["resolution"] = options.resolution
-    if options.duration is not None:
-        body["duration"] = options.duration
-    if options.loop is not None:
-        body["loop"] = options.loop
+    for name in ("resolution", "duration", "loop", "hdr"):
+        if getattr(options, name) is not None:
+            body[name] = getattr(options, name)
+    if spec_of(model).frames is FrameStyle.URLS:
+        body.update(_frame_urls(options))
+    else:
+        keyframes = _keyframes(options, parent_id)
+        if keyframes:
+            body["keyframes"] = keyframes
+    return body
+
+
+def _frame_urls(options: GenerationOptions) -> dict[str, str]:
+    """Ray 3.2's form: a `type`, the start and end frames and the source video as plain URLs."""
+    fields = {
+        "type": options.transform,
+        "image_url": options.image_url,
+        "last_image_url": options.image_end_url,
+        "video_url": options.source_video_url,
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def _keyframes(options: GenerationOptions, parent_id: str | None) -> dict[str, dict[str, str]]:
     keyframes: dict[str, dict[str, str]] = {}
     if parent_id is not None:
         keyframes["frame0"] = {"type": "generation", "id": parent_id}
@@ -78,9 +108,7 @@ def v2_body(options: GenerationOptions, model: str, *, parent_id: str | None = N
         keyframes["frame0"] = {"type": "image", "url": options.image_url}
     if options.image_end_url:
         keyframes["frame1"] = {"type": "image", "url": options.image_end_url}
-    if keyframes:
-        body["keyframes"] = keyframes
-    return body
+    return keyframes
 
 
 class RayClient(AimlClient):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import secrets
+from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -17,13 +20,17 @@ from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .metrics import BotMetrics, TimedAnnouncer
+from .model_choice import ModelChoice
 from .moderation import ModerationService
-from .storage import GenerationStore
-from .tracker import Tracker
+from .reconcile import CheckSchedule, Reconciler
+from .startup import silence_voice_warnings
+from .storage import GenerationStore, StorageUnavailable
+from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.moderation")
+EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation")
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -40,6 +47,8 @@ def message_for_error(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, VideoApiError):
         return error.user_message
+    if isinstance(error, StorageUnavailable):
+        return "The bot can't save anything right now (its database can't be written), so nothing was changed."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works in servers, not in direct messages."
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -64,19 +73,32 @@ async def answer_privately(interaction: discord.Interaction, message: str) -> No
         log.warning("Could not send an error answer for interaction %s: %s", interaction.id, error)
 
 
+def command_name(interaction: discord.Interaction[VideoBot]) -> str:
+    return interaction.command.qualified_name if interaction.command else "unknown"
+
+
 class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
     """The one error handler for every slash command."""
+
+    async def interaction_check(self, interaction: discord.Interaction[VideoBot], /) -> bool:
+        # The first thing the tree does with a command: the acknowledgement latency counts from here.
+        if interaction.client.metrics is not None and interaction.type is discord.InteractionType.application_command:
+            interaction.client.metrics.interaction_received(interaction.id)
+        return True
 
     async def on_error(self, interaction: discord.Interaction[VideoBot], error: app_commands.AppCommandError) -> None:
         cause: BaseException = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         message = message_for_error(cause)
+        if interaction.client.metrics is not None:
+            outcome = "error" if message is None else "api_error" if isinstance(cause, VideoApiError) else "refused"
+            interaction.client.metrics.command_finished(command_name(interaction), outcome)
         if message is None:
             incident = error_id()
-            command = interaction.command.qualified_name if interaction.command else "unknown"
-            log.error("Command /%s failed [error %s]", command, incident, exc_info=cause)
+            log.error("Command /%s failed [error %s]", command_name(interaction), incident, exc_info=cause)
             message = (
-                f"Something went wrong on our side (error `{incident}`). Nothing was charged twice; "
-                "please try again, and tell the server's moderators if it keeps happening."
+                f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
+                "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
+                "Tell the server's moderators if this keeps happening."
             )
         elif isinstance(cause, VideoApiError):
             log.warning("Command failed on the video API: %s", cause)
@@ -87,8 +109,16 @@ class VideoBot(commands.Bot):
     """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
 
     def __init__(
-        self, settings: Settings, store: GenerationStore, api: VideoApi, balance: BalanceService | None = None
+        self,
+        settings: Settings,
+        store: GenerationStore,
+        api: VideoApi,
+        balance: BalanceService | None = None,
+        metrics: BotMetrics | None = None,
     ) -> None:
+        silence_voice_warnings()
+        # Timings and 429s of discord.py's own requests, when metrics are on.
+        traced: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -99,33 +129,57 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            **traced,
         )
         self.settings = settings
+        self.metrics = metrics
+        self._model_check: asyncio.Task[object] | None = None
+        # Kept by the gateway events below, for the heartbeat.
+        self.connected_to_discord = False
         self.store = store
         self.api = api
-        self.moderation = ModerationService(store, settings.default_limits, global_daily=settings.global_daily_limit)
+        self.moderation = ModerationService(
+            store, settings.default_limits, global_daily=settings.global_daily_limit, models=settings.luma_models
+        )
         self.balance = balance
-        self.generations = GenerationService(store, api, moderation=self.moderation, balance=balance)
+        schedule = CheckSchedule(
+            first_check_seconds=settings.reconcile_first_check_seconds,
+            window_seconds=settings.reconcile_window_minutes * 60,
+        )
+        self.generations = GenerationService(
+            store,
+            api,
+            moderation=self.moderation,
+            balance=balance,
+            check_schedule=schedule,
+            models=ModelChoice(settings.luma_models),
+        )
         self.announcer = DiscordAnnouncer(self)
+        announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,
             api,
-            self.announcer,
+            announcer,
             poll_interval=settings.poll_interval_seconds,
             timeout_seconds=settings.generation_timeout_seconds,
             balance=balance,
+            reconciler=Reconciler(store, api, schedule=schedule),
         )
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.tracker.recover()
+        await self.generations.recover_interrupted()
+        # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
+        self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
         await self.sync_commands()
         self.tracker.start()
 
     async def close(self) -> None:
         # New submissions are refused; those waiting on the API get a moment to record its answer.
         await self.generations.drain(SHUTDOWN_GRACE_SECONDS)
+        if self._model_check is not None:
+            self._model_check.cancel()
         await self.tracker.stop()
         await super().close()
 
@@ -154,10 +208,23 @@ class VideoBot(commands.Bot):
                 self.tree.copy_global_to(guild=guild)
                 synced = await self.tree.sync(guild=guild)
                 log.info("Synced %d slash commands to the dev server %d", len(synced), guild.id)
-        except discord.HTTPException as error:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
             # The commands Discord already has keep working; the next start tries again.
             log.error("Could not sync slash commands: %s", error)
 
     async def on_ready(self) -> None:
         assert self.user is not None
+        self.connected_to_discord = True
         log.info("Logged in as %s (id %d) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        self.connected_to_discord = True
+
+    async def on_disconnect(self) -> None:
+        self.connected_to_discord = False
+
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction[VideoBot], command: app_commands.Command[Any, Any, Any]
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.command_finished(command.qualified_name, "ok")

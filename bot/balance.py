@@ -64,19 +64,28 @@ class BalanceService:
         self._warn_if_low(reading, now)
         return reading
 
-    async def ensure_affordable(self) -> None:
-        """Refuse a submission the balance cannot cover; an unreadable balance lets it through."""
+    async def ensure_affordable(self, price: int | None = None) -> None:
+        """Refuse a submission the balance cannot cover (at `price`, the video's expected cost; by default the
+        legacy price); an unreadable balance lets it through."""
+        price = self._cost if price is None else price
         reading = await self.read()
-        if reading is not None and reading.amount < self._cost:
+        if reading is not None and reading.amount < price:
+            # The numbers are the operator's business: they go to the log, the member hears what to do.
+            log.warning(
+                "Refused a submission: the AI/ML balance (%.0f) can't cover a video (%d tokens)",
+                reading.amount,
+                price,
+            )
             raise UserFacingError(
-                f"Video generation is paused: the bot's AI/ML balance ({reading.amount:,.0f}) can't cover a video "
-                f"({self._cost:,} tokens). Nothing was sent or charged; please tell the server's moderators."
+                "Video generation is paused: the bot's account can't cover a video right now. Nothing was sent; "
+                "please tell the server's moderators."
             )
 
-    def note_spent(self) -> None:
+    def note_spent(self, price: int | None = None) -> None:
         """Lower the cached reading by one video, so the next check does not rely on a stale balance."""
         if self._reading is not None:
-            self._reading = Balance(self._reading.amount - self._cost, self._reading.low)
+            spent = self._cost if price is None else price
+            self._reading = Balance(self._reading.amount - spent, self._reading.low)
 
     async def watch(self) -> None:
         """Called periodically: reads the balance now and then, logging a low balance once an hour."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .models import CURRENT_MODELS, LEGACY_MODEL
+from .catalogue import CATALOGUE
+from .models import LEGACY_MODEL
 from .quota import ServerLimits
 
 DEFAULT_API_BASE_URL = "https://api.aimlapi.com"
@@ -57,10 +58,22 @@ class Settings:
     default_limits: ServerLimits = field(default_factory=ServerLimits)
     # The operator's cap on videos per day across all servers (0 = no cap).
     global_daily_limit: int = 0
-    # "legacy" (the /luma-ai endpoints) or a model of the maintained /v2/video/generations endpoint.
-    luma_model: str = LEGACY_MODEL
+    # The models offered, the default first: "legacy" (the /luma-ai endpoints) or models of the maintained
+    # /v2/video/generations endpoint.
+    luma_models: tuple[str, ...] = (LEGACY_MODEL,)
     # Log a warning (once an hour) when the account balance falls under this; 0 = never.
     low_balance_warning: float = 5_000_000
+    # Where Prometheus metrics are served; None (the default) serves none.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # A create whose answer never came is first looked for in the account's list after this long, and for this long.
+    reconcile_first_check_seconds: float = 30.0
+    reconcile_window_minutes: float = 60.0
+
+    @property
+    def luma_model(self) -> str:
+        """The default model: what a video is made with unless the member picks another."""
+        return self.luma_models[0]
 
     @property
     def generation_timeout_seconds(self) -> float:
@@ -87,6 +100,27 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _models(env: Mapping[str, str]) -> tuple[str, ...]:
+    """LUMA_MODELS (comma-separated, the default first), or the one-model LUMA_MODEL, or legacy."""
+    name = "LUMA_MODELS" if env.get("LUMA_MODELS", "").strip() else "LUMA_MODEL"
+    raw = env.get(name, "").strip() or LEGACY_MODEL
+    models = tuple(part.strip() for part in raw.split(","))
+    known = ", ".join(CATALOGUE)
+    for model in models:
+        if model not in CATALOGUE:
+            raise ConfigError(f"{name} must list models among {known}; {model!r} is not one of them")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"{name} names a model twice: {raw!r}")
+    return models
+
+
+def _bounded_float(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    value = _positive_float(env, name, default)
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum:g}, got {env[name].strip()!r}")
+    return value
+
+
 def _non_negative_int(env: Mapping[str, str], name: str) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -104,6 +138,15 @@ def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | N
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -129,10 +172,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if not isinstance(logging.getLevelName(log_level), int):
         raise ConfigError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {log_level!r}")
 
-    luma_model = env.get("LUMA_MODEL", "").strip() or LEGACY_MODEL
-    if luma_model not in (LEGACY_MODEL, *CURRENT_MODELS):
-        choices = ", ".join((LEGACY_MODEL, *CURRENT_MODELS))
-        raise ConfigError(f"LUMA_MODEL must be one of {choices}, got {luma_model!r}")
+    luma_models = _models(env)
     low_balance_raw = env.get("LOW_BALANCE_WARNING", "").strip()
     try:
         low_balance_warning = float(low_balance_raw) if low_balance_raw else 5_000_000.0
@@ -158,6 +198,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             cooldown_seconds=_non_negative_int(env, "DEFAULT_COOLDOWN_SECONDS"),
         ),
         global_daily_limit=_non_negative_int(env, "GLOBAL_DAILY_LIMIT"),
-        luma_model=luma_model,
+        luma_models=luma_models,
         low_balance_warning=low_balance_warning,
+        metrics_port=_port(env, "METRICS_PORT"),
+        metrics_host=env.get("METRICS_HOST", "").strip() or "127.0.0.1",
+        reconcile_first_check_seconds=_bounded_float(env, "RECONCILE_FIRST_CHECK_SECONDS", 30.0, 60.0),
+        reconcile_window_minutes=_bounded_float(env, "RECONCILE_WINDOW_MINUTES", 60.0, 24 * 60.0),
     )

@@ -6,22 +6,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .api_client import ApiNotFound, CreateOutcomeUnknown, VideoApiError
 from .balance import BalanceService
+from .catalogue import check_options, label_of, spec_of
 from .errors import UserFacingError
+from .model_choice import ModelChoice
 from .models import (
-    CURRENT_MODELS,
-    DURATIONS,
     LEGACY_MODEL,
-    RESOLUTIONS,
     ApiGeneration,
     Generation,
     GenerationOptions,
     Kind,
+    ListedGeneration,
     State,
 )
 from .moderation import ModerationService
@@ -36,27 +37,68 @@ from .quota import (
     check_prompt_allowed,
     day_start,
 )
-from .storage import GenerationStore, UsageCounts
+from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
+from .storage import GenerationStore, StorageUnavailable, UsageCounts
+from .video_api import ModelStatus
 
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
 RESTARTING = "The bot is restarting. Nothing was sent; please try again in a minute."
+STORAGE_DOWN = (
+    "The bot can't take new videos right now: its database can't be written. Nothing was sent or charged. "
+    "The bot's operator can see why in its log; please try again later."
+)
+NO_LIST_UNCONFIRMED = (
+    "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
+    "confirm it. It was not sent again, to avoid paying twice; if the video arrives, `/status` will show it."
+)
+# A generation this recent is still known to its endpoint: one that has forgotten it is gone.
+PROBE_KNOWN_ID_MAX_AGE = 86_400.0
+_PROBE_PROBLEMS = {
+    ModelStatus.RETIRED: (logging.ERROR, "looks retired: its endpoint answered 404. Remove it from LUMA_MODELS"),
+    ModelStatus.KEY_REFUSED: (
+        logging.ERROR,
+        "refuses the API key (401): check AIML_API_KEY, or remove the model from LUMA_MODELS",
+    ),
+    ModelStatus.UNREACHABLE: (logging.WARNING, "could not be checked at start: the video service did not answer"),
+}
+# An accepted id whose write failed is written again after this long, doubling up to the cap, until it is stored.
+RECORD_RETRY_FIRST_SECONDS = 0.5
+RECORD_RETRY_MAX_SECONDS = 30.0
+
+
+def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
+    """What the requester of a create with an unknown outcome is told while the bot looks for it."""
+    cause = (
+        "The bot restarted while sending this request" if restarted else "The video service did not answer this request"
+    )
+    return (
+        f"{cause}, so the bot is checking with the video service whether it arrived. It was not sent again, so "
+        f"nothing is paid twice. Within {schedule.window_minutes} minutes the bot posts here either your video or "
+        "word that the request never arrived (then trying again is safe)."
+    )
 
 
 class VideoApi(Protocol):
     """What the workflow and the tracker need of the video API."""
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration: ...
+    async def create(self, options: GenerationOptions, model: str) -> ApiGeneration: ...
 
-    async def extend(self, parent_id: str, options: GenerationOptions) -> ApiGeneration: ...
+    async def extend(self, parent_id: str, options: GenerationOptions, model: str) -> ApiGeneration: ...
 
     async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]: ...
 
     async def fetch(self, generation_id: str) -> ApiGeneration | None: ...
 
-    def model_for(self, parent_api_id: str | None) -> str:
-        """The model a new generation, or an extension of `parent_api_id`, is made with."""
+    def can_list(self, model: str) -> bool:
+        """Whether the account's list of generations shows those of `model` (to find a create whose answer was lost)."""
+        ...
+
+    async def list_generations(self) -> list[ListedGeneration]: ...
+
+    async def probe(self, model: str, known_id: str | None = None) -> ModelStatus:
+        """Whether the model's endpoint answers this key (a free look-up)."""
         ...
 
 
@@ -90,6 +132,7 @@ def _ended_how(generation: Generation) -> str:
         State.TIMED_OUT: "timed out",
         State.REJECTED: "was refused by the video service",
         State.UNCONFIRMED: "was never confirmed by the video service",
+        State.NOT_RECEIVED: "never reached the video service",
     }.get(generation.state, f"is {generation.display_state}")
 
 
@@ -104,11 +147,17 @@ class GenerationService:
         moderation: ModerationService | None = None,
         balance: BalanceService | None = None,
         clock: Callable[[], float] = time.time,
+        check_schedule: CheckSchedule = DEFAULT_SCHEDULE,
+        models: ModelChoice | None = None,
     ) -> None:
         self._store = store
         self._api = api
+        self.models = models or ModelChoice((LEGACY_MODEL,))
         self._clock = clock
         self._balance = balance
+        self._check_schedule = check_schedule
+        # Writes of outcomes the API already gave (an accepted id above all) that the database refused for now.
+        self._pending_records: set[asyncio.Task[None]] = set()
         # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
         self._in_flight: dict[asyncio.Task[Any], int] = {}
         self._closing = False
@@ -132,34 +181,42 @@ class GenerationService:
     async def drain(self, grace_seconds: float) -> None:
         """Refuse new submissions; give those under way `grace_seconds` to finish, then cancel them.
 
-        A cancelled create is recorded as unconfirmed and left for the tracker to report after the restart,
-        while the database and the connections are still open."""
+        A cancelled create is left for reconciliation to look for after the restart, while the database and the
+        connections are still open."""
         self._closing = True
         tasks = set(self._in_flight)
-        if not tasks:
-            return
-        log.info("Waiting for %d submissions under way", len(tasks))
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
+        if tasks:
+            log.info("Waiting for %d submissions under way", len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("Cancelled %d submissions still waiting for the API; they will be looked for", len(pending))
+                await asyncio.wait(pending, timeout=1.0)
+        for task in set(self._pending_records):
+            # Their rows stay 'submitting' (the API's answers are in the log): the restart looks for them.
             task.cancel()
-        if pending:
-            log.warning("Cancelled %d submissions still waiting for the API; they will be reported", len(pending))
-            await asyncio.wait(pending, timeout=1.0)
 
-    async def check(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
-        """Every rule of the server, the limits included, checked without reserving anything, so that a refusal
-        can be answered before the command is acknowledged publicly. start() re-checks the limits atomically."""
-        rules = await self._permitted(origin, options, parent)
+    async def check(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+    ) -> tuple[GuildRules, GenerationOptions]:
+        """Every rule of the server, the model's options and the limits, checked without reserving anything, so that a
+        refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
+        Returns the rules and the options with their model settled."""
+        rules, options = await self._permitted(origin, options, parent)
         now = self._clock()
         counts = UsageCounts.for_limits(rules.limits, self._moderation.global_daily)
         usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now), counts)
         refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
         if refusal is not None:
             raise refusal
-        return rules
+        return rules, options
 
-    async def _permitted(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> GuildRules:
-        """The server's rules, after checking who, where, what words and whose video (all but the limits)."""
+    async def _permitted(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+    ) -> tuple[GuildRules, GenerationOptions]:
+        """The server's rules, after checking who, where, what words, whose video and which model (all but the
+        limits); the options come back with their model."""
         rules = await self._moderation.rules(origin.guild_id)
         check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
         check_prompt_allowed(rules, options.prompt)
@@ -170,25 +227,19 @@ class GenerationService:
             and not origin.is_moderator
         ):
             raise UserFacingError(
-                f"Generation `{parent.reference}` belongs to another member, and this server lets members extend "
-                "only their own videos."
+                f"Generation `{parent.reference}` belongs to another member, and this server lets members build "
+                "only on their own videos."
             )
-        return rules
+        if options.transform is not None:
+            spec = self.models.for_transform(rules.allowed_models)
+        else:
+            spec = self.models.choose(options.model, parent, rules.allowed_models)
+        check_options(spec, options)
+        return rules, replace(options, model=spec.id)
 
-    def prepare(self, options: GenerationOptions, parent_api_id: str | None = None) -> GenerationOptions:
-        """The options as they will be sent; raises UserFacingError naming what is wrong. No I/O."""
-        model = self._api.model_for(parent_api_id)
-        if model == LEGACY_MODEL:
-            given = [name for name in ("resolution", "duration", "loop") if getattr(options, name) is not None]
-            if given:
-                raise UserFacingError(
-                    f"{', '.join(given)} need Luma's current models; this bot uses the legacy endpoint. "
-                    "Leave them out, or ask the bot's operator to set LUMA_MODEL."
-                )
-        if options.resolution is not None and options.resolution not in RESOLUTIONS:
-            raise UserFacingError(f"The resolution must be one of {', '.join(RESOLUTIONS)}.")
-        if options.duration is not None and options.duration not in DURATIONS:
-            raise UserFacingError(f"The duration must be {' or '.join(map(str, DURATIONS))} seconds.")
+    def prepare(self, options: GenerationOptions) -> GenerationOptions:
+        """The options with their prompt and aspect ratio cleaned; raises UserFacingError naming what is wrong.
+        No I/O: the model's own rules are checked with the server's (check(), start())."""
         return replace(
             options, prompt=clean_prompt(options.prompt), aspect_ratio=clean_aspect_ratio(options.aspect_ratio)
         )
@@ -207,7 +258,7 @@ class GenerationService:
     async def extendable(self, guild_id: int, reference: str) -> Generation:
         """The finished video of this server that `reference` names; raises UserFacingError with the reason."""
         parent = await self.find(guild_id, reference)
-        if parent.state is State.RUNNING or parent.state is State.SUBMITTING:
+        if not parent.state.is_final:
             raise UserFacingError(
                 f"Generation `{parent.reference}` is not finished yet (it is {parent.display_state}). "
                 "You can extend it once its video is announced."
@@ -226,7 +277,25 @@ class GenerationService:
     async def extend(self, origin: Origin, parent_reference: str, options: GenerationOptions) -> Generation:
         """Check and start an extension of a finished video of the same server."""
         parent = await self.extendable(origin.guild_id, parent_reference)
-        return await self.start(origin, self.prepare(options, parent.api_id), parent=parent)
+        return await self.start(origin, self.prepare(options), parent=parent)
+
+    async def transform_options(
+        self, guild_id: int, reference: str, kind: Kind, *, prompt: str | None, aspect_ratio: str | None
+    ) -> tuple[GenerationOptions, Generation]:
+        """The options of an edit (a new prompt) or a reframe (a new aspect ratio) of a finished video of this
+        server, and that video."""
+        source = await self.extendable(guild_id, reference)
+        if not source.video_url:
+            raise UserFacingError(f"The video service gave no video for `{source.reference}` to work from.")
+        if kind is Kind.REFRAME and aspect_ratio == source.aspect_ratio:
+            raise UserFacingError(f"`{source.reference}` is {aspect_ratio} already; choose another aspect ratio.")
+        options = GenerationOptions(
+            prompt or source.prompt,
+            aspect_ratio or source.aspect_ratio,
+            transform=kind.api_type,
+            source_video_url=source.video_url,
+        )
+        return self.prepare(options), source
 
     async def find(self, guild_id: int, reference: str) -> Generation:
         """The generation of this server with that id; another server's is 'not found', never shown."""
@@ -246,7 +315,10 @@ class GenerationService:
         fresh = await self._api.fetch(generation.api_id)
         if fresh is None or (generation.state is State.TIMED_OUT and not fresh.is_final):
             return generation
-        return await self._store.apply_api_update(generation.id, fresh, self._clock(), expected=generation.state)
+        try:
+            return await self._store.apply_api_update(generation.id, fresh, self._clock(), expected=generation.state)
+        except StorageUnavailable:
+            return generation  # the tracker stores it once the database works again
 
     async def history(self, guild_id: int, user_id: int) -> list[Generation]:
         """A member's latest generations in this server, newest first."""
@@ -257,8 +329,14 @@ class GenerationService:
         return await self._store.search_references(guild_id, text.strip())
 
     async def attach_status_message(self, generation: Generation, message_id: int) -> None:
-        """Remember the public status message so the announcement can reply to it."""
-        await self._store.set_status_message(generation.id, message_id)
+        """Remember the public status message so the announcement can reply to it (a nicety: the video is announced
+        without it if the database can't take it now)."""
+        try:
+            await self._store.set_status_message(generation.id, message_id)
+        except StorageUnavailable:
+            log.warning(
+                "Row %d: the status message's id could not be stored; the announcement won't reply to it", generation.id
+            )
 
     async def start(self, origin: Origin, options: GenerationOptions, *, parent: Generation | None) -> Generation:
         """Record and send one create (or extend, with a parent) request, exactly once.
@@ -270,11 +348,13 @@ class GenerationService:
             return await self._start(origin, options, parent)
 
     async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
-        kind = Kind.EXTEND if parent is not None else Kind.GENERATE
+        kind = _kind_of(options, parent)
         # The limits are checked once, atomically with the insert, below.
-        rules = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent)
+        model = options.model or self.models.default
+        price = await self.expected_price(options)
         if self._balance is not None:
-            await self._balance.ensure_affordable()
+            await self._balance.ensure_affordable(price)
         now = self._clock()
 
         def admit(usage: Usage) -> None:
@@ -282,60 +362,174 @@ class GenerationService:
             if refusal is not None:
                 raise refusal
 
-        row = await self._store.insert_submitting(
-            kind=kind,
-            guild_id=origin.guild_id,
-            channel_id=origin.channel_id,
-            requester_id=origin.user_id,
-            options=options,
-            parent_api_id=parent.api_id if parent else None,
-            now=now,
-            model=self._api.model_for(parent.api_id if parent else None),
-            admit=admit,
-            counted_since=day_start(now),
-            counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
-        )
         try:
-            if parent is not None and parent.api_id is not None:
-                accepted = await self._api.extend(parent.api_id, options)
+            row = await self._store.insert_submitting(
+                kind=kind,
+                guild_id=origin.guild_id,
+                channel_id=origin.channel_id,
+                requester_id=origin.user_id,
+                options=options,
+                parent_api_id=parent.api_id if parent else None,
+                now=now,
+                model=model,
+                admit=admit,
+                counted_since=day_start(now),
+                counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
+            )
+        except StorageUnavailable as error:
+            raise UserFacingError(STORAGE_DOWN) from error
+        try:
+            if kind is Kind.EXTEND and parent is not None and parent.api_id is not None:
+                accepted = await self._api.extend(parent.api_id, options, model)
             else:
-                accepted = await self._api.create(options)
+                accepted = await self._api.create(options, model)
         except CreateOutcomeUnknown as error:
-            log.warning("Create for row %d has an unknown outcome, not resending: %s", row.id, error)
-            await self._store.mark_unconfirmed(row.id, error.user_message, self._clock(), requester_told=True)
-            raise UserFacingError(error.user_message) from error
+            return await self._outcome_unknown(row, error)
         except VideoApiError as error:
-            message = self._refusal_message(error, parent)
+            message = self._refusal_message(error, model, parent)
             log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
-            await self._store.mark_rejected(row.id, message, self._clock())
+            now = self._clock()
+            await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
             raise UserFacingError(message) from error
         except BaseException:
-            # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: say so, never resend.
-            await self._store.mark_unconfirmed(
-                row.id, CreateOutcomeUnknown.default_user_message, self._clock(), requester_told=False
-            )
+            # Anything unexpected (a bug, a cancellation) leaves the outcome unknown: look for it, never resend.
+            await self._look_for(row, requester_told=False)
             raise
         # Logged before the row is updated, so the paid generation's id is on record even if that write fails.
         log.info("The API accepted %s for row %d as %s", kind.value, row.id, accepted.id)
         if self._balance is not None:
-            self._balance.note_spent()
-        return await self._store.mark_submitted(row.id, accepted, self._clock())
+            self._balance.note_spent(price)
+        now = self._clock()
+        on_the_way = replace(row, api_id=accepted.id, api_state=accepted.state, state=State.RUNNING, submitted_at=now)
+        return await self._record(on_the_way, lambda: self._store.mark_submitted(row.id, accepted, now))
 
-    def _refusal_message(self, error: VideoApiError, parent: Generation | None) -> str:
+    async def check_models(self) -> dict[str, ModelStatus]:
+        """At start: a free look-up per enabled model. One that is gone or refuses the key is logged with the setting
+        to change, and offered to no member; the others go on."""
+        statuses: dict[str, ModelStatus] = {}
+        for model in self.models.enabled:
+            known = await self._store.latest_api_id(model, self._clock() - PROBE_KNOWN_ID_MAX_AGE)
+            status = statuses[model] = await self._api.probe(model, known)
+            problem = _PROBE_PROBLEMS.get(status)
+            if problem is not None:
+                level, what = problem
+                log.log(level, "%s (%s) %s", label_of(model), model, what)
+                if level >= logging.ERROR:
+                    self.models.mark_unavailable(model)
+        return statuses
+
+    async def expected_price(self, options: GenerationOptions) -> int:
+        """What a video with these options should cost: the last cost the API reported for its model and settings,
+        else the documented price."""
+        model = options.model or self.models.default
+        reported = await self._store.last_reported_cost(model, options.resolution, options.duration)
+        return reported if reported is not None else spec_of(model).documented_price
+
+    async def recover_interrupted(self) -> list[Generation]:
+        """At start: creates a stop cut off before their answer was stored are looked for (or reported where
+        nothing can find them), never resent."""
+        recovered = []
+        for row in await self._store.interrupted_submissions():
+            log.warning("Row %d was being sent when the bot stopped: its outcome is unknown, not resending", row.id)
+            recovered.append(await self._look_for(row, requester_told=False))
+        return recovered
+
+    async def _outcome_unknown(self, row: Generation, error: CreateOutcomeUnknown) -> Generation:
+        """The create may have been accepted: look for it where the endpoint allows, and say so honestly."""
+        sent_at = datetime.fromtimestamp(row.created_at, UTC).isoformat(timespec="seconds")
+        if self._api.can_list(row.model):
+            log.warning(
+                "Create for row %d (sent %s) has an unknown outcome: %s. Not resending; looking for it in the "
+                "account's list of generations",
+                row.id,
+                sent_at,
+                error,
+            )
+            return await self._look_for(row, requester_told=True)
+        log.warning(
+            "Create for row %d has an unknown outcome: %s. Not resending. %s keeps no list of generations, so check "
+            "by hand for one made at about %s UTC with prompt %r (server %d, channel %d, member %d); "
+            "`python -m bot.adopt %d <generation id>` hands a found one to the bot",
+            row.id,
+            error,
+            row.model,
+            sent_at,
+            row.prompt[:200],
+            row.guild_id,
+            row.channel_id,
+            row.requester_id,
+            row.id,
+        )
+        await self._look_for(row, requester_told=True)
+        raise UserFacingError(NO_LIST_UNCONFIRMED) from error
+
+    async def _look_for(self, row: Generation, *, requester_told: bool) -> Generation:
+        """Hand a create with an unknown outcome to reconciliation (or, where nothing can find it, to the tracker's
+        report); the requester hears the outcome either way."""
+        now = self._clock()
+        if not self._api.can_list(row.model):
+            unconfirmed = replace(row, state=State.UNCONFIRMED, failure_reason=NO_LIST_UNCONFIRMED)
+            return await self._record(
+                unconfirmed,
+                lambda: self._store.mark_unconfirmed(row.id, NO_LIST_UNCONFIRMED, now, requester_told=requester_told),
+            )
+        next_check_at, check_until = self._check_schedule.start(now)
+        note = checking_note(self._check_schedule, restarted=not requester_told)
+        return await self._record(
+            replace(row, state=State.CHECKING, failure_reason=note),
+            lambda: self._store.mark_checking(
+                row.id, note, now, next_check_at=next_check_at, check_until=check_until, requester_told=requester_told
+            ),
+        )
+
+    async def _record(self, expected: Generation, write: Callable[[], Awaitable[Generation]]) -> Generation:
+        """Store what the API answered. If the database refuses, keep trying in the background and go on with
+        `expected`: the answer is never lost while the process lives (and a restart looks for the row)."""
+        try:
+            return await write()
+        except StorageUnavailable:
+            task = asyncio.create_task(self._record_later(expected, write), name=f"record-row-{expected.id}")
+            self._pending_records.add(task)
+            task.add_done_callback(self._pending_records.discard)
+            return expected
+
+    @staticmethod
+    async def _record_later(expected: Generation, write: Callable[[], Awaitable[Generation]]) -> None:
+        delay = RECORD_RETRY_FIRST_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
+            with contextlib.suppress(StorageUnavailable):
+                await write()
+                log.info(
+                    "Row %d is recorded as %s, after the database refused it for a while", expected.id, expected.state
+                )
+                return
+
+    def _refusal_message(self, error: VideoApiError, model: str, parent: Generation | None) -> str:
         if not isinstance(error, ApiNotFound):
             return error.user_message
-        model = self._api.model_for(parent.api_id if parent else None)
-        if model == LEGACY_MODEL:
-            log.error(
-                "The legacy Luma endpoint answered %s: it looks retired. Set LUMA_MODEL=%s to use the current one",
-                error.status,
-                CURRENT_MODELS[0],
-            )
-            return (
-                "The legacy Luma endpoint of the video service has been retired or no longer knows this video. "
-                f"The bot's operator needs to set LUMA_MODEL to {' or '.join(CURRENT_MODELS)} and restart the bot."
-            )
-        if parent is not None:
+        if parent is not None and model != LEGACY_MODEL:
             return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
-        log.error("The create endpoint for %s answered %s", model, error.status)
-        return "The video service's create endpoint was not found. The bot's operator has been alerted."
+        # The model's endpoint is gone: members hear so plainly, the operator learns what to change.
+        self.models.mark_unavailable(model)
+        others = [other for other in self.models.enabled if other != model and not self.models.is_unavailable(other)]
+        log.error(
+            "The video service answered %s to a create with %s: the model or its endpoint looks retired. "
+            "Remove it from LUMA_MODELS (enabled: %s)",
+            error.status,
+            model,
+            ", ".join(self.models.enabled),
+        )
+        message = f"{label_of(model)} is unavailable: the video service no longer offers it."
+        if others:
+            return message + f" Choose {' or '.join(label_of(other) for other in others)} with the `model` option."
+        return message + " The bot's operator has been alerted."
+
+
+def _kind_of(options: GenerationOptions, parent: Generation | None) -> Kind:
+    if options.transform == Kind.EDIT.api_type:
+        return Kind.EDIT
+    if options.transform == Kind.REFRAME.api_type:
+        return Kind.REFRAME
+    return Kind.EXTEND if parent is not None else Kind.GENERATE

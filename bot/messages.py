@@ -7,14 +7,20 @@ from datetime import UTC, datetime
 
 import discord
 
-from .models import LEGACY_MODEL, Delivery, Generation, Kind, State
+from .catalogue import label_of
+from .models import Delivery, Generation, Kind, State
 
 CONTENT_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FIELD_LIMIT = 1024
 AUTOCOMPLETE_NAME_LIMIT = 100
 
-MODEL_NAMES = {LEGACY_MODEL: "Dream Machine", "luma/ray-2": "Ray 2", "luma/ray-flash-2": "Ray Flash 2"}
+_TITLES = {
+    Kind.GENERATE: "Video generation",
+    Kind.EXTEND: "Video extension",
+    Kind.EDIT: "Video edit",
+    Kind.REFRAME: "Video reframe",
+}
 _STATE_COLOURS = {
     State.SUBMITTING: discord.Colour.light_grey(),
     State.RUNNING: discord.Colour.blurple(),
@@ -22,7 +28,9 @@ _STATE_COLOURS = {
     State.FAILED: discord.Colour.red(),
     State.TIMED_OUT: discord.Colour.orange(),
     State.REJECTED: discord.Colour.red(),
+    State.CHECKING: discord.Colour.gold(),
     State.UNCONFIRMED: discord.Colour.orange(),
+    State.NOT_RECEIVED: discord.Colour.dark_grey(),
 }
 
 
@@ -40,7 +48,7 @@ def _timestamp(epoch: float) -> str:
 
 def status_embed(generation: Generation, *, note: str | None = None) -> discord.Embed:
     """A generation's id, prompt, requester, state and (when finished) its video."""
-    title = "Video extension" if generation.kind is Kind.EXTEND else "Video generation"
+    title = _TITLES[generation.kind]
     embed = discord.Embed(
         title=title,
         description=plain(generation.prompt, EMBED_DESCRIPTION_LIMIT - 200),
@@ -50,9 +58,10 @@ def status_embed(generation: Generation, *, note: str | None = None) -> discord.
     embed.add_field(name="State", value=generation.display_state, inline=True)
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
     embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
-    embed.add_field(name="Model", value=MODEL_NAMES.get(generation.model, generation.model), inline=True)
+    embed.add_field(name="Model", value=label_of(generation.model), inline=True)
     if generation.parent_api_id:
-        embed.add_field(name="Extends", value=f"`{generation.parent_api_id}`", inline=False)
+        relation = "Extends" if generation.kind is Kind.EXTEND else "Source"
+        embed.add_field(name=relation, value=f"`{generation.parent_api_id}`", inline=False)
     if generation.video_url:
         embed.add_field(name="Video", value=generation.video_url[:EMBED_FIELD_LIMIT], inline=False)
     if generation.failure_reason and generation.state is not State.COMPLETED:
@@ -104,7 +113,16 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
     elif generation.state is State.FAILED:
         reason = plain(generation.failure_reason or "no reason given", 500)
         head = f"{mention} your video could not be made{where}: {reason}\nGeneration {reference} · **{prompt}**"
-        body = "\nFailed generations are not charged."
+        body = "\nIt does not count toward your daily limit: you can try again, perhaps with other words."
+    elif generation.state is State.CHECKING:
+        # No backticked reference: the announcement that follows must not be mistaken for this notice.
+        reason = plain(generation.failure_reason or "The bot is checking whether the video service got it.", 800)
+        head = f"{mention} {reason}{where}\n"
+        body = f"Request #{generation.id} · **{prompt}**"
+    elif generation.state is State.NOT_RECEIVED:
+        reason = plain(generation.failure_reason or "Trying again is safe.", 500)
+        head = f"{mention} your video request never reached the video service{where}. {reason}\n"
+        body = f"Request {reference} · **{prompt}**"
     elif generation.state is State.TIMED_OUT:
         reason = plain(generation.failure_reason or "It took too long.", 300)
         head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"

@@ -17,16 +17,22 @@ TOKENS_PER_VIDEO = 500_000
 API_COMPLETED = "completed"
 API_FAILED = "failed"
 KNOWN_API_STATES = frozenset({"pending", "queued", "dreaming", "processing", "generating", API_COMPLETED, API_FAILED})
-# LUMA_MODEL: the legacy /luma-ai endpoints, or a model of the maintained /v2/video/generations endpoint.
+# The legacy /luma-ai endpoints; every other model is one of the maintained /v2/video/generations endpoint
+# (bot/catalogue.py says what each accepts).
 LEGACY_MODEL = "legacy"
-CURRENT_MODELS: tuple[str, ...] = ("luma/ray-2", "luma/ray-flash-2")
-RESOLUTIONS: tuple[str, ...] = ("540p", "720p", "1080p", "4k")
-DURATIONS: tuple[int, ...] = (5, 9)
 
 
 class Kind(StrEnum):
     GENERATE = "generate"
     EXTEND = "extend"
+    # Ray 3.2's transformations of a finished video: restyled by a prompt, or re-composed for another aspect ratio.
+    EDIT = "edit"
+    REFRAME = "reframe"
+
+    @property
+    def api_type(self) -> str | None:
+        """The /v2 `type` of a transformation."""
+        return {Kind.EDIT: "video_edit", Kind.REFRAME: "video_reframe"}.get(self)
 
 
 class State(StrEnum):
@@ -40,12 +46,17 @@ class State(StrEnum):
     TIMED_OUT = "timed_out"
     # The API refused the create request, so nothing was made and nothing was paid.
     REJECTED = "rejected"
-    # The create request may have reached the API but no answer came back; it is never resent.
+    # The create request may have reached the API but no answer came back; it is never resent. The bot is looking
+    # for it in the account's list of generations, to adopt it if the API made it.
+    CHECKING = "checking"
+    # No answer came back and nothing could confirm the request either way (an endpoint without a list).
     UNCONFIRMED = "unconfirmed"
+    # No answer came back and the account's list never showed the request: nothing was made or charged.
+    NOT_RECEIVED = "not_received"
 
     @property
     def is_final(self) -> bool:
-        return self not in (State.SUBMITTING, State.RUNNING)
+        return self not in (State.SUBMITTING, State.RUNNING, State.CHECKING)
 
     @property
     def label(self) -> str:
@@ -59,7 +70,9 @@ _STATE_LABELS = {
     State.FAILED: "failed",
     State.TIMED_OUT: "timed out",
     State.REJECTED: "refused by the API",
+    State.CHECKING: "checking with the video service",
     State.UNCONFIRMED: "unconfirmed",
+    State.NOT_RECEIVED: "not received by the video service",
 }
 
 
@@ -84,7 +97,11 @@ class ApiGeneration:
     failure_reason: str | None = None
     estimate_wait_seconds: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # What the API reports the generation cost, where it does (the /v2 endpoint's meta.usage).
     credits_used: int | None = None
+    usd_spent: float | None = None
+    # When the API made it (epoch seconds), where the answer says.
+    created_at: float | None = None
 
     @property
     def is_completed(self) -> bool:
@@ -97,6 +114,14 @@ class ApiGeneration:
     @property
     def is_final(self) -> bool:
         return self.is_completed or self.is_failed
+
+
+@dataclass(frozen=True)
+class ListedGeneration:
+    """One entry of the account's list of generations: enough to recognise a request by its prompt."""
+
+    id: str
+    prompt: str
 
 
 @dataclass(frozen=True)
@@ -113,11 +138,17 @@ class GenerationOptions:
     # Start and end frames: public image URLs.
     image_url: str | None = None
     image_end_url: str | None = None
+    # The model asked for (None: the bot's default); prepare() settles it.
+    model: str | None = None
+    hdr: bool | None = None
+    # An edit or a reframe: the /v2 `type` ("video_edit", "video_reframe") and the finished video it transforms.
+    transform: str | None = None
+    source_video_url: str | None = None
 
     @property
     def extras(self) -> dict[str, Any]:
         """The options beyond prompt, aspect ratio and expansion that were given, for storage."""
-        names = ("resolution", "duration", "loop", "image_url", "image_end_url")
+        names = ("resolution", "duration", "loop", "image_url", "image_end_url", "hdr", "source_video_url")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -152,6 +183,17 @@ class Generation:
     delivery: Delivery | None
     model: str = LEGACY_MODEL
     extras: dict[str, Any] = field(default_factory=dict)
+    # While CHECKING: when the account's list is next read for it, until when it is looked for, and the last time
+    # the list was read successfully (a request never seen by then was not received).
+    next_check_at: float | None = None
+    check_until: float | None = None
+    list_read_at: float | None = None
+    check_attempts: int = 0
+    # When the requester was told that the bot is checking (the command's answer, or a notice after a restart).
+    notice_sent_at: float | None = None
+    # What the API reported it cost, where it did.
+    credits_used: int | None = None
+    usd_spent: float | None = None
 
     @property
     def display_state(self) -> str:

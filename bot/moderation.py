@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from .catalogue import label_of, spec_of
 from .errors import UserFacingError
-from .models import TOKENS_PER_VIDEO
+from .models import LEGACY_MODEL
 from .quota import DAY_SECONDS, GuildRules, Member, ServerLimits, Usage, day_start, is_exempt, normalise_phrase
-from .storage import GenerationStore, RuleEntry, UsageReport
+from .storage import GenerationStore, RuleEntry, SpendRow, UsageReport
 
 MAX_LIST_ENTRIES = 50
 MAX_PHRASE_LENGTH = 100
+MAX_USAGE_DAYS = 365
+# The documented range of each limit a moderator sets (0 = no limit).
+LIMIT_MAXIMUMS = {
+    "user_daily": 1_000_000,
+    "server_daily": 1_000_000,
+    "user_concurrent": 1_000_000,
+    "cooldown_seconds": 1_000_000,
+}
 
 
 @dataclass(frozen=True)
@@ -28,14 +37,54 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class MemberSpend:
+    user_id: int
+    videos: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class UsageSummary:
+    """A server's usage over a period, with spend as the API reported it and the documented price where it
+    reported nothing."""
+
     days: int
     since: float
     report: UsageReport
 
     @property
     def tokens_spent(self) -> int:
-        return self.report.charged * TOKENS_PER_VIDEO
+        return sum(_tokens(row) for row in self.report.spend)
+
+    @property
+    def estimated_videos(self) -> int:
+        """Videos whose cost the API did not report (counted at their model's documented price)."""
+        return sum(row.videos - row.reported_videos for row in self.report.spend)
+
+    @property
+    def usd_spent(self) -> float | None:
+        """Dollars the API reported, where it reported any."""
+        if not any(row.usd_videos for row in self.report.spend):
+            return None
+        return sum(row.usd for row in self.report.spend)
+
+    def members(self) -> list[MemberSpend]:
+        videos: dict[int, int] = {}
+        tokens: dict[int, int] = {}
+        for row in self.report.spend:
+            videos[row.requester_id] = videos.get(row.requester_id, 0) + row.videos
+            tokens[row.requester_id] = tokens.get(row.requester_id, 0) + _tokens(row)
+        return [MemberSpend(user, videos[user], tokens[user]) for user in videos]
+
+    def top_by_videos(self, top: int = 5) -> list[MemberSpend]:
+        return sorted(self.members(), key=lambda m: (-m.videos, -m.tokens, m.user_id))[:top]
+
+    def top_by_spend(self, top: int = 5) -> list[MemberSpend]:
+        return sorted(self.members(), key=lambda m: (-m.tokens, -m.videos, m.user_id))[:top]
+
+
+def _tokens(row: SpendRow) -> int:
+    return row.reported_tokens + (row.videos - row.reported_videos) * spec_of(row.model).documented_price
 
 
 class ModerationService:
@@ -47,24 +96,38 @@ class ModerationService:
         defaults: ServerLimits,
         *,
         global_daily: int,
+        models: Sequence[str] = (LEGACY_MODEL,),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._defaults = defaults
         self.global_daily = global_daily
+        # The models the operator enabled: a server may narrow them, never widen them.
+        self.models = tuple(models)
         self._clock = clock
 
     async def rules(self, guild_id: int) -> GuildRules:
         return await self._store.guild_rules(guild_id, self._defaults)
 
-    async def set_limits(self, guild_id: int, values: dict[str, int]) -> GuildRules:
+    async def set_limits(self, guild_id: int, values: Mapping[str, object]) -> GuildRules:
+        """Set some of a server's limits; each must be a whole number in its range, whatever the client sent."""
+        checked: dict[str, int] = {}
         for name, value in values.items():
-            if value < 0:
-                raise UserFacingError(f"`{name}` can't be negative; use 0 for no limit.")
-        await self._store.set_guild_limits(guild_id, values, self._clock())
+            maximum = LIMIT_MAXIMUMS.get(name)
+            if maximum is None:
+                raise UserFacingError(f"There is no limit called `{name}`.")
+            # bool is an int to Python, and a float or a string may arrive from a client that skips Discord's checks.
+            if type(value) is not int or not 0 <= value <= maximum:
+                raise UserFacingError(
+                    f"`{name}` must be a whole number from 0 to {maximum:,} (0 means no limit); got `{value!s:.40}`."
+                )
+            checked[name] = value
+        await self._store.set_guild_limits(guild_id, checked, self._clock())
         return await self.rules(guild_id)
 
-    async def set_sharing(self, guild_id: int, allowed: bool) -> GuildRules:
+    async def set_sharing(self, guild_id: int, allowed: object) -> GuildRules:
+        if not isinstance(allowed, bool):
+            raise UserFacingError("`allowed` must be true or false.")
         await self._store.set_members_share_videos(guild_id, allowed, self._clock())
         return await self.rules(guild_id)
 
@@ -100,11 +163,17 @@ class ModerationService:
 
     async def usage(self, guild_id: int, days: int) -> UsageSummary:
         """A server's usage over the last `days` days (today counts as one)."""
+        if type(days) is not int or not 1 <= days <= MAX_USAGE_DAYS:
+            raise UserFacingError(f"`days` must be a whole number from 1 to {MAX_USAGE_DAYS}; got `{days!s:.40}`.")
         since = day_start(self._clock()) - (days - 1) * DAY_SECONDS
         return UsageSummary(days=days, since=since, report=await self._store.usage_report(guild_id, since))
 
-    @staticmethod
-    def _entry_value(kind: RuleEntry, value: str) -> str:
+    def _entry_value(self, kind: RuleEntry, value: str) -> str:
+        if kind is RuleEntry.MODEL:
+            if value not in self.models:
+                offered = ", ".join(label_of(model) for model in self.models)
+                raise UserFacingError(f"This bot doesn't offer {label_of(value)}; it offers {offered}.")
+            return value
         if kind is not RuleEntry.BLOCKED_PHRASE:
             return value
         if len(value) > MAX_PHRASE_LENGTH:
@@ -121,5 +190,6 @@ def _entries(rules: GuildRules, kind: RuleEntry) -> Collection[object]:
         RuleEntry.ROLE: rules.allowed_roles,
         RuleEntry.EXEMPT_ROLE: rules.exempt_roles,
         RuleEntry.BLOCKED_PHRASE: rules.blocked_phrases,
+        RuleEntry.MODEL: rules.allowed_models,
     }
     return lists[kind]

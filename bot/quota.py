@@ -38,6 +38,8 @@ class GuildRules:
     exempt_roles: frozenset[int] = frozenset()
     blocked_phrases: tuple[str, ...] = ()
     members_share_videos: bool = True
+    # The enabled models this server may use; empty: all of them.
+    allowed_models: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import errno
 import hmac
 import json
 import logging
 import math
+import os
 import random
 import signal
 import socket
@@ -33,11 +35,19 @@ from aiohttp.typedefs import Handler
 log = logging.getLogger(__name__)
 
 ASPECT_RATIOS = frozenset({"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"})
-V2_MODELS = frozenset({"luma/ray-2", "luma/ray-flash-2"})
+RAY_32 = "luma/ray-3.2"
+V2_MODELS = frozenset({"luma/ray-2", "luma/ray-flash-2", RAY_32})
 V2_RESOLUTIONS = frozenset({"540p", "720p", "1080p", "4k"})
+RAY_32_RESOLUTIONS = frozenset({"360p", "540p", "720p", "1080p"})
+RAY_32_ASPECT_RATIOS = ASPECT_RATIOS - {"9:21"}
+RAY_32_TYPES = frozenset({"video", "video_edit", "video_reframe"})
 PROMPT_MIN, PROMPT_MAX = 3, 5000
 MAX_LOOKUP_IDS = 100
-V2_CREDITS_USED = 120_000
+# What a /v2 video costs (meta.usage): a model's price for 5 s at 720p, scaled by resolution, length and HDR.
+V2_BASE_CREDITS = {"luma/ray-2": 120_000, "luma/ray-flash-2": 60_000, RAY_32: 200_000}
+V2_RESOLUTION_FACTORS = {"360p": 0.5, "540p": 0.75, "720p": 1.0, "1080p": 2.0, "4k": 4.0}
+HDR_FACTOR = 1.5
+USD_PER_CREDIT = 0.06 / 120_000
 FAILURE_REASON = "The generation failed (simulated)."
 
 # Fault vocabularies: an int is an HTTP status answered with an error body.
@@ -47,6 +57,8 @@ LookupFault = int | str
 # outcome the client cannot know yet (end-to-end tests kill the bot in that window).
 CREATE_FAULT_NAMES = frozenset({"reset", "accept_then_500", "accept_then_reset", "accept_then_slow"})
 LOOKUP_FAULT_NAMES = frozenset({"slow", "reset", "malformed"})
+LIST_FAULT_NAMES = frozenset({"reset"})
+EXIT_CANT_LISTEN = 1
 RANDOM_LOOKUP_FAULTS: tuple[LookupFault, ...] = (429, 500, 502, 504, "slow", "reset", "malformed")
 
 _STATUS_MESSAGES = {
@@ -75,6 +87,8 @@ class SimulatorConfig:
     slow_seconds: float = 30.0
     seed: int | None = None
     legacy_enabled: bool = True
+    # /v2 models answered 404, as if retired.
+    retired_models: frozenset[str] = frozenset()
     balance: float = 1_000_000_000.0
     cost_per_video: int = 500_000
     low_balance_threshold: float = 5_000_000
@@ -97,6 +111,11 @@ class SimGeneration:
     fail: bool = False
     forced_state: str | None = None
     created_iso: str = ""
+    # What its create took from the balance; given back when it fails (the API does not charge failures).
+    charged: int = 0
+    # /v2: what the answer reports it cost, and the options that set the price (and, for Ray 3.2, its task).
+    credits: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +140,8 @@ class SimulatorState:
     requests: list[RecordedRequest] = field(default_factory=list)
     create_faults: collections.deque[CreateFault] = field(default_factory=collections.deque)
     lookup_faults: collections.deque[LookupFault] = field(default_factory=collections.deque)
+    # Faults for the account's list of generations: an HTTP status, or "reset".
+    list_faults: collections.deque[LookupFault] = field(default_factory=collections.deque)
     # None until create_app fills it from the config, so a caller-provided state keeps its own value.
     balance: float | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -147,7 +168,11 @@ class _Aborted(Exception):
 
 
 def _iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return _iso_at(time.time())
+
+
+def _iso_at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _error(request: web.Request, status: int, message: str | None = None, **extra: Any) -> web.Response:
@@ -272,7 +297,7 @@ def _v2_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     body: dict[str, Any] = {"id": gen.id, "status": _V2_STATUS[state], "video": None, "error": None}
     if state == "completed":
         body["video"] = {"url": f"{_base_url(request)}/videos/{_file_stem(gen)}.mp4"}
-        body["meta"] = {"usage": {"credits_used": V2_CREDITS_USED}}
+        body["meta"] = {"usage": {"credits_used": gen.credits, "usd_spent": round(gen.credits * USD_PER_CREDIT, 6)}}
     elif state == "failed":
         body["error"] = {"name": "GenerationError", "message": FAILURE_REASON}
     return body
@@ -365,16 +390,30 @@ async def _apply_lookup_fault(request: web.Request) -> web.Response | None:
 
 
 def _accept(request: web.Request, gen: SimGeneration) -> None:
-    state, config = request.app[STATE_KEY], request.app[CONFIG_KEY]
+    state = request.app[STATE_KEY]
     state.generations[gen.id] = gen
     state.create_count += 1
-    state.balance = _balance(request) - config.cost_per_video
+    gen.charged = _price(request, gen)
+    state.balance = _balance(request) - gen.charged
     log.info("Accepted %s generation %s (parent %s)", gen.kind, gen.id, gen.parent_id)
 
 
+def _price(request: web.Request, gen: SimGeneration) -> int:
+    """A /v2 video costs what its answer reports; a legacy one the configured price."""
+    return gen.credits if gen.kind == "v2" else request.app[CONFIG_KEY].cost_per_video
+
+
 def _balance(request: web.Request) -> float:
-    balance = request.app[STATE_KEY].balance
-    return request.app[CONFIG_KEY].balance if balance is None else balance
+    state, config = request.app[STATE_KEY], request.app[CONFIG_KEY]
+    if state.balance is None:
+        state.balance = config.balance
+    now = request.app[CLOCK_KEY]()
+    for gen in state.generations.values():
+        if gen.charged and _state_of(gen, config, now) == "failed":
+            # Refunded when the failure shows, as the API never charges a failed generation.
+            state.balance += gen.charged
+            gen.charged = 0
+    return state.balance
 
 
 def _new_generation(
@@ -399,7 +438,7 @@ def _new_generation(
         image_url=image_url,
         image_end_url=image_end_url,
         fail=bool(marker) and marker.lower() in prompt.lower(),
-        created_iso=_iso_now(),
+        created_iso=_iso_at(request.app[CLOCK_KEY]()),
     )
 
 
@@ -421,7 +460,7 @@ async def _create_common(request: web.Request, build: Callable[[dict[str, Any]],
     gen = build(body)
     if isinstance(gen, web.Response):
         return gen
-    if _balance(request) < request.app[CONFIG_KEY].cost_per_video:
+    if _balance(request) < _price(request, gen):
         return _error(request, 403)
     _accept(request, gen)
     if fault == "accept_then_500":
@@ -504,6 +543,23 @@ async def legacy_lookup(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+async def legacy_list(request: web.Request) -> web.Response:
+    """Every legacy generation of the account, oldest first, as `{"luma_generation_id", "prompt"}`."""
+    state = request.app[STATE_KEY]
+    if state.list_faults:
+        fault = state.list_faults.popleft()
+        log.info("List fault %r", fault)
+        if isinstance(fault, int):
+            return _error(request, fault)
+        raise _abort(request)
+    listed = [
+        {"luma_generation_id": gen.id, "prompt": gen.prompt}
+        for gen in state.generations.values()
+        if gen.kind == "legacy"
+    ]
+    return web.json_response(listed)
+
+
 def _check_frame(frame: Any, name: str, allow_generation: bool, details: list[str]) -> dict[str, str] | None:
     if frame is None:
         return None
@@ -518,10 +574,73 @@ def _check_frame(frame: Any, name: str, allow_generation: bool, details: list[st
     return {"type": frame["type"], key: frame[key]}
 
 
+def v2_credits(model: str, options: dict[str, Any]) -> int:
+    """The simulated price of a /v2 video."""
+    factor = V2_RESOLUTION_FACTORS.get(str(options.get("resolution") or "720p"), 1.0)
+    factor *= int(options.get("duration") or 5) / 5
+    if options.get("hdr"):
+        factor *= HDR_FACTOR
+    return round(V2_BASE_CREDITS.get(model, 120_000) * factor)
+
+
+def _ray_32_build(request: web.Request, body: dict[str, Any]) -> BuildResult:
+    """Ray 3.2's body (API.md §4): no keyframes; a `type`, plain image and video URLs, HDR under conditions."""
+    details: list[str] = []
+    prompt = _check_prompt(body.get("prompt"), "prompt", details)
+    aspect = str(body.get("aspect_ratio") or "16:9")
+    if aspect not in RAY_32_ASPECT_RATIOS:
+        details.append(f"aspect_ratio must be one of {', '.join(sorted(RAY_32_ASPECT_RATIOS))}")
+    task = body.get("type") or "video"
+    if task not in RAY_32_TYPES:
+        details.append(f"type must be one of {', '.join(sorted(RAY_32_TYPES))}")
+    resolution, duration = body.get("resolution") or "720p", body.get("duration") or 5
+    if resolution not in RAY_32_RESOLUTIONS:
+        details.append(f"resolution must be one of {', '.join(sorted(RAY_32_RESOLUTIONS))}")
+    if isinstance(duration, bool) or duration not in (5, 10):
+        details.append("duration must be 5 or 10")
+    if "keyframes" in body:
+        details.append("keyframes is not supported by luma/ray-3.2: use image_url and last_image_url")
+    if body.get("loop") is not None and (not isinstance(body["loop"], bool) or task != "video"):
+        details.append("loop must be a boolean, and only for type video")
+    hdr = body.get("hdr")
+    if hdr is not None and not isinstance(hdr, bool):
+        details.append("hdr must be a boolean")
+    elif hdr and (duration != 5 or resolution not in ("720p", "1080p")):
+        details.append("hdr needs duration 5 and resolution 720p or 1080p")
+    if body.get("exr_export") and not hdr:
+        details.append("exr_export needs hdr")
+    image_url = _check_optional_str(body, "image_url", details)
+    last_image_url = _check_optional_str(body, "last_image_url", details)
+    video_url = _check_optional_str(body, "video_url", details)
+    if task != "video" and not video_url:
+        details.append(f"video_url is required for type {task}")
+    if details:
+        return _validation_error(request, details)
+    gen = _new_generation(
+        request, prompt, aspect, model=RAY_32, parent_id=None, image_url=image_url, image_end_url=last_image_url
+    )
+    gen.options = {"type": task, "resolution": resolution, "duration": duration, "hdr": bool(hdr)}
+    if video_url:
+        gen.options["video_url"] = video_url
+    gen.credits = v2_credits(RAY_32, gen.options)
+    return gen
+
+
+def _retired(request: web.Request, model: object) -> web.Response | None:
+    if model in request.app[CONFIG_KEY].retired_models:
+        return _error(request, 404, f"Model {model} is no longer available")
+    return None
+
+
 async def v2_create(request: web.Request) -> web.Response:
     def build(body: dict[str, Any]) -> BuildResult:
         details: list[str] = []
         model = body.get("model")
+        retired = _retired(request, model)
+        if retired is not None:
+            return retired
+        if model == RAY_32:
+            return _ray_32_build(request, body)
         if model not in V2_MODELS:
             details.append(f"model must be one of {', '.join(sorted(V2_MODELS))}")
         prompt = _check_prompt(body.get("prompt"), "prompt", details)
@@ -548,7 +667,7 @@ async def v2_create(request: web.Request) -> web.Response:
             if isinstance(parent, web.Response):
                 return parent
             parent_id = parent.id
-        return _new_generation(
+        gen = _new_generation(
             request,
             prompt,
             aspect,
@@ -557,6 +676,9 @@ async def v2_create(request: web.Request) -> web.Response:
             image_url=frame0["url"] if frame0 and frame0["type"] == "image" else None,
             image_end_url=frame1["url"] if frame1 else None,
         )
+        gen.options = {"resolution": body.get("resolution") or "720p", "duration": int(duration or 5)}
+        gen.credits = v2_credits(str(model), gen.options)
+        return gen
 
     return await _create_common(request, build)
 
@@ -568,6 +690,9 @@ async def v2_lookup(request: web.Request) -> web.Response:
     fault_response = await _apply_lookup_fault(request)
     if fault_response is not None:
         return fault_response
+    retired = _retired(request, generation_id.partition(":")[2])
+    if retired is not None:
+        return retired
     gen = request.app[STATE_KEY].generations.get(generation_id)
     if gen is None or gen.kind != "v2":
         return _error(request, 404, f"Generation {generation_id} not found")
@@ -631,6 +756,8 @@ async def sim_state(request: web.Request) -> web.Response:
             "parent_id": g.parent_id,
             "kind": g.kind,
             "model": g.model,
+            "credits": g.credits,
+            "options": g.options,
         }
         for g in state.generations.values()
     ]
@@ -696,6 +823,10 @@ async def sim_lookup_faults(request: web.Request) -> web.Response:
     return await _queue_faults(request, request.app[STATE_KEY].lookup_faults, LOOKUP_FAULT_NAMES)
 
 
+async def sim_list_faults(request: web.Request) -> web.Response:
+    return await _queue_faults(request, request.app[STATE_KEY].list_faults, LIST_FAULT_NAMES)
+
+
 async def sim_force_state(request: web.Request) -> web.Response:
     gen = request.app[STATE_KEY].generations.get(request.match_info["id"])
     if gen is None:
@@ -710,7 +841,7 @@ async def sim_force_state(request: web.Request) -> web.Response:
 def create_app(
     config: SimulatorConfig,
     state: SimulatorState | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     if state is None:
         state = SimulatorState()
@@ -725,6 +856,7 @@ def create_app(
     api_routes: list[tuple[str, str, Handler]] = [
         ("POST", "/luma-ai/generations", legacy_create),
         ("GET", "/luma-ai/generation", legacy_lookup),
+        ("GET", "/luma-ai/generations", legacy_list),
         ("POST", "/luma-ai/generations/{id}/extend", legacy_extend),
         ("POST", "/v2/video/generations", v2_create),
         ("GET", "/v2/video/generations", v2_lookup),
@@ -740,6 +872,7 @@ def create_app(
     app.router.add_post("/_sim/config", sim_config)
     app.router.add_post("/_sim/create_faults", sim_create_faults)
     app.router.add_post("/_sim/lookup_faults", sim_lookup_faults)
+    app.router.add_post("/_sim/list_faults", sim_list_faults)
     # v2 ids contain "/" (":luma/ray-2"), hence the greedy pattern.
     app.router.add_post(r"/_sim/generations/{id:.+}/{action:complete|fail}", sim_force_state)
     return app
@@ -759,7 +892,7 @@ async def run_simulator(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RunningSimulator]:
     app = create_app(config, clock=clock)
     # A short shutdown timeout so a request stuck in a "slow" fault cannot hold up the exit.
@@ -775,34 +908,110 @@ async def run_simulator(
         await runner.cleanup()
 
 
+_CONTROLS_HELP = """\
+controls (no API key needed):
+  GET  /_sim/state                       generations, balance and request counts as JSON
+  POST /_sim/config                      change settings live, e.g. {"complete_after": 5, "balance": 0}
+  POST /_sim/create_faults               queue faults for the next creates: {"faults": [500, "reset"]}
+  POST /_sim/lookup_faults               queue faults for the next look-ups: {"faults": [429, "slow"]}
+  POST /_sim/list_faults                 queue faults for the next reads of the list: {"faults": ["reset"]}
+  POST /_sim/generations/<id>/complete   finish a generation now (or .../fail to fail it)
+
+Video links point at this simulator (http://HOST:PORT/videos/...): Discord cannot fetch them from
+127.0.0.1, so announced links do not play in Discord unless --public-base-url names an address
+Discord can reach. Failed generations are not charged, as with the real API.
+"""
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.simulator", description="Offline simulator of the AI/ML video API."
+        prog="python -m bot.simulator",
+        description="Offline simulator of the AI/ML video API (Luma legacy and /v2 endpoints, billing). "
+        "Point the bot at it with AIML_API_BASE_URL=http://127.0.0.1:8787 and AIML_API_KEY=sim-key.",
+        epilog=_CONTROLS_HELP,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--api-key", default="sim-key")
-    parser.add_argument("--processing-after", type=float, default=5.0)
-    parser.add_argument("--complete-after", type=float, default=20.0)
-    parser.add_argument("--lookup-fault-rate", type=float, default=0.0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API request")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--legacy-disabled", action="store_true")
-    parser.add_argument("--public-base-url", default=None)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: reachable from containers)")
+    parser.add_argument("--port", type=int, default=8787, help="port to listen on")
+    parser.add_argument("--api-key", default="sim-key", help="the API key requests must carry (Bearer)")
+    parser.add_argument(
+        "--processing-after", type=float, default=5.0, help="seconds after a create until it reports 'processing'"
+    )
+    parser.add_argument(
+        "--complete-after", type=float, default=20.0, help="seconds after a create until it is completed (or failed)"
+    )
+    parser.add_argument(
+        "--fail-marker", default="#fail", help="a prompt containing this text fails instead of completing"
+    )
+    parser.add_argument(
+        "--lookup-fault-rate",
+        type=float,
+        default=0.0,
+        help="share of look-ups (0 to 1) answered with a random fault: 429, 5xx, a slow answer, a reset, bad JSON",
+    )
+    parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds its answer")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every API request, like a real round trip"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random faults, to repeat a run (default: new each run)",
+    )
+    parser.add_argument("--balance", type=float, default=1_000_000_000.0, help="the account's starting balance")
+    parser.add_argument(
+        "--cost-per-video", type=int, default=500_000, help="tokens each accepted create takes from the balance"
+    )
+    parser.add_argument(
+        "--legacy-disabled", action="store_true", help="answer 404 on the legacy /luma-ai endpoints, as if retired"
+    )
+    parser.add_argument(
+        "--retired-model",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="answer 404 to creates and look-ups of this /v2 model, as if retired (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--public-base-url",
+        default=None,
+        help="base of the video links in answers, e.g. https://sim.example.org, when Discord must fetch them "
+        "(default: the address the request came to)",
+    )
     return parser.parse_args(argv)
 
 
-async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option (unless it says its own or has none), and the controls list kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default:" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+async def _serve(config: SimulatorConfig, host: str, port: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Not available on Windows; Ctrl-C then surfaces as KeyboardInterrupt, handled in main().
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with run_simulator(config, host=host, port=port) as sim:
-        print(f"Simulator listening on {sim.base_url} (API key: {config.api_key})", flush=True)
-        await stop.wait()
+    try:
+        async with run_simulator(config, host=host, port=port) as sim:
+            print(f"Simulator listening on {sim.base_url} (API key: {config.api_key})", flush=True)
+            await stop.wait()
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "is already in use (another simulator?); choose another with --port"
+        else:
+            reason = f"can't be used: {os.strerror(error.errno or 0)}"
+        print(f"Simulator not started: port {port} on {host} {reason}", file=sys.stderr)
+        return EXIT_CANT_LISTEN
     log.info("Simulator stopped")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -812,14 +1021,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         processing_after=args.processing_after,
         complete_after=args.complete_after,
+        fail_marker=args.fail_marker,
         lookup_fault_rate=args.lookup_fault_rate,
         latency_seconds=args.latency,
+        slow_seconds=args.slow_seconds,
         seed=args.seed,
         legacy_enabled=not args.legacy_disabled,
+        retired_models=frozenset(args.retired_model),
+        balance=args.balance,
+        cost_per_video=args.cost_per_video,
         public_base_url=args.public_base_url,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config, args.host, args.port))
+        return asyncio.run(_serve(config, args.host, args.port))
     return 0
 
 

@@ -90,7 +90,9 @@ class SqliteWriter:
                 outcome: tuple[bool, Any] = (True, work(connection))
             except BaseException as error:  # handed to its caller, whatever it is
                 if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                    # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        connection.execute("ROLLBACK")
                 outcome = (False, error)
             # Each caller hears as soon as its own write is done, not when the whole batch is.
             loop.call_soon_threadsafe(_settle, future, *outcome)

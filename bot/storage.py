@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import aiosqlite
 
@@ -18,6 +21,7 @@ from .quota import GuildRules, ServerLimits, Usage
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Each entry moves the schema one version up; PRAGMA user_version records how far a file has come.
 MIGRATIONS: tuple[str, ...] = (
@@ -81,12 +85,36 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE generations ADD COLUMN model TEXT NOT NULL DEFAULT 'legacy';
     ALTER TABLE generations ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
     """,
+    """
+    ALTER TABLE generations ADD COLUMN next_check_at REAL;
+    ALTER TABLE generations ADD COLUMN check_until REAL;
+    ALTER TABLE generations ADD COLUMN list_read_at REAL;
+    ALTER TABLE generations ADD COLUMN check_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE generations ADD COLUMN notice_sent_at REAL;
+    DROP INDEX generations_running;
+    CREATE INDEX generations_running ON generations (state) WHERE state IN ('submitting', 'running', 'checking');
+    """,
+    """
+    ALTER TABLE generations ADD COLUMN credits_used INTEGER;
+    ALTER TABLE generations ADD COLUMN usd_spent REAL;
+    CREATE TABLE guild_rule_entries_next (
+        guild_id INTEGER NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('channel', 'role', 'exempt_role', 'blocked_phrase', 'model')),
+        value    TEXT NOT NULL,
+        PRIMARY KEY (guild_id, kind, value)
+    );
+    INSERT INTO guild_rule_entries_next (guild_id, kind, value) SELECT guild_id, kind, value FROM guild_rule_entries;
+    DROP TABLE guild_rule_entries;
+    ALTER TABLE guild_rule_entries_next RENAME TO guild_rule_entries;
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
 # report a failure, which Luma does not charge.
-_COUNTED = "state NOT IN ('rejected', 'failed')"
-_IN_FLIGHT = "state IN ('submitting', 'running')"
+_COUNTED = "state NOT IN ('rejected', 'failed', 'not_received')"
+_IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
+# How often the log says that the database cannot be written, while it cannot.
+WRITE_TROUBLE_LOG_INTERVAL = 60.0
 LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds")
 
 
@@ -97,18 +125,51 @@ class RuleEntry(StrEnum):
     ROLE = "role"
     EXEMPT_ROLE = "exempt_role"
     BLOCKED_PHRASE = "blocked_phrase"
+    MODEL = "model"
 
 
 @dataclass(frozen=True)
 class UsageReport:
-    """A server's generations over a period."""
+    """A server's generations over a period. `generations` and `extensions` are videos the API accepted and did
+    not report failed (so `charged` is their sum); `failures` and `refused` cost nothing."""
 
     generations: int
     extensions: int
     failures: int
     refused: int
     charged: int
+    # (member, videos), most videos first.
     top_members: list[tuple[int, int]]
+    # What was spent, per member and model: the API's own figures where it reported them.
+    spend: list[SpendRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """One member's paid videos of one model in a period, and the costs the API reported for some of them."""
+
+    requester_id: int
+    model: str
+    videos: int
+    reported_videos: int
+    reported_tokens: int
+    usd_videos: int
+    usd: float
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """How many generations are in one state (and one API state), how many of them were paid for, and how many
+    finished ones still wait to be announced."""
+
+    state: str
+    api_state: str | None
+    count: int
+    charged: int
+    unannounced: int
+    # Of the charged ones: how many the API reported a cost for, and the tokens it reported.
+    reported: int = 0
+    reported_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,7 +200,8 @@ _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
-    "announced_at, announce_attempts, delivery, model, extras_json"
+    "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
+    "check_attempts, notice_sent_at, credits_used, usd_spent"
 )
 
 
@@ -172,13 +234,51 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         delivery=Delivery(row["delivery"]) if row["delivery"] else None,
         model=row["model"],
         extras=json.loads(row["extras_json"]),
+        next_check_at=row["next_check_at"],
+        check_until=row["check_until"],
+        list_read_at=row["list_read_at"],
+        check_attempts=row["check_attempts"],
+        notice_sent_at=row["notice_sent_at"],
+        credits_used=row["credits_used"],
+        usd_spent=row["usd_spent"],
     )
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+class _WriteTrouble:
+    """Names the cause of failing writes in the log once a minute, rather than a traceback per command."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._logged_at: float | None = None
+
+    def failed(self, error: BaseException) -> None:
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._logged_at is None or now - self._logged_at >= WRITE_TROUBLE_LOG_INTERVAL:
+            self._logged_at = now
+            log.error(
+                "The database cannot be written (%s): new videos are refused until it can, and accepted ones are "
+                "kept and written as soon as it works again",
+                error,
+            )
+
+    def succeeded(self) -> None:
+        if self._failing_since is not None:
+            log.warning("The database can be written again, after %.0f s", self._clock() - self._failing_since)
+            self._failing_since = self._logged_at = None
 
 
 _API_UPDATE = (
     "UPDATE generations SET api_state = ?, state = ?,"
     " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
     " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
+    " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
     " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
     " WHERE id = ? AND state = ?"
 )
@@ -203,6 +303,8 @@ def _api_update_params(row_id: int, api: ApiGeneration, now: float, expected: St
         api.thumbnail_url,
         api.last_frame_url,
         failure,
+        api.credits_used,
+        api.usd_spent,
         state.is_final,
         now,
         now,
@@ -272,6 +374,13 @@ async def _one(connection: aiosqlite.Connection, sql: str, params: Sequence[obje
     return rows[0] if rows else None
 
 
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("ROLLBACK")
+
+
 class GenerationStore:
     """The bot's SQLite database."""
 
@@ -290,6 +399,7 @@ class GenerationStore:
         self._writer = writer
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
+        self._write_trouble = _WriteTrouble()
 
     @classmethod
     async def open(cls, path: Path) -> GenerationStore:
@@ -320,7 +430,14 @@ class GenerationStore:
 
     @staticmethod
     async def _connect(path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        connecting = aiosqlite.connect(path, isolation_level=None)
+        try:
+            connection = await connecting
+        except BaseException:
+            # aiosqlite stops its worker thread without waiting; if the event loop closed first, that thread
+            # would print "Event loop is closed" tracebacks after the bot's one-line error.
+            await asyncio.to_thread(connecting._thread.join, 5.0)
+            raise
         opened.append(connection)
         connection.row_factory = sqlite3.Row
         await connection.execute("PRAGMA busy_timeout = 5000")
@@ -409,12 +526,11 @@ class GenerationStore:
                 connection.execute("COMMIT")
                 return cursor.lastrowid
             except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
 
         # The writer runs it whole even if the command is cancelled: the transaction is never left open.
-        row_id = await self._writer.run(reserve_now)
+        row_id = await self._run_write(reserve_now)
         return await self._require(row_id)
 
     async def _usage(
@@ -446,26 +562,49 @@ class GenerationStore:
         return await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
 
     async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
-        """A server's generations since `since`: counts by kind and outcome, and its most active members."""
-        async with self._db.execute(
+        """A server's generations since `since`, all counted one way: a video is a generation or extension the
+        API accepted and did not report failed (what is paid for); failures and refusals are counted apart."""
+        totals = await _one(
+            self._db,
             f"SELECT"
-            f" COUNT(*) FILTER (WHERE kind = 'generate' AND state != 'rejected'),"
-            f" COUNT(*) FILTER (WHERE kind = 'extend' AND state != 'rejected'),"
+            f" COUNT(*) FILTER (WHERE kind = 'generate' AND {_COUNTED}),"
+            f" COUNT(*) FILTER (WHERE kind = 'extend' AND {_COUNTED}),"
             f" COUNT(*) FILTER (WHERE state = 'failed'),"
             f" COUNT(*) FILTER (WHERE state = 'rejected'),"
             f" COUNT(*) FILTER (WHERE {_COUNTED})"
             f" FROM generations WHERE guild_id = ? AND created_at >= ?",
             (guild_id, since),
-        ) as cursor:
-            generations, extensions, failures, refused, charged = await cursor.fetchone() or (0, 0, 0, 0, 0)
-        async with self._db.execute(
+        )
+        generations, extensions, failures, refused, charged = totals if totals is not None else (0, 0, 0, 0, 0)
+        top_rows = await _all(
+            self._db,
             f"SELECT requester_id, COUNT(*) AS videos FROM generations"
             f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}"
             f" GROUP BY requester_id ORDER BY videos DESC, requester_id LIMIT ?",
             (guild_id, since, top),
-        ) as cursor:
-            top_members = [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
-        return UsageReport(generations, extensions, failures, refused, charged, top_members)
+        )
+        top_members = [(int(row[0]), int(row[1])) for row in top_rows]
+        spend_rows = await _all(
+            self._db,
+            f"SELECT requester_id, model, COUNT(*), COUNT(credits_used), COALESCE(SUM(credits_used), 0),"
+            f" COUNT(usd_spent), COALESCE(SUM(usd_spent), 0.0) FROM generations"
+            f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED} GROUP BY requester_id, model",
+            (guild_id, since),
+        )
+        spend = [SpendRow(*row) for row in spend_rows]
+        return UsageReport(generations, extensions, failures, refused, charged, top_members, spend)
+
+    async def state_counts(self) -> list[StateCount]:
+        """Every generation counted by state and by the API's own state, for the metrics."""
+        rows = await _all(
+            self._db,
+            f"SELECT state, api_state, COUNT(*), COUNT(*) FILTER (WHERE {_COUNTED}),"
+            f" COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND announced_at IS NULL),"
+            f" COUNT(credits_used) FILTER (WHERE {_COUNTED}),"
+            f" COALESCE(SUM(credits_used) FILTER (WHERE {_COUNTED}), 0)"
+            f" FROM generations GROUP BY state, api_state",
+        )
+        return [StateCount(*row) for row in rows]
 
     async def mark_submitted(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
         """The API accepted the create: keep its id, from now on the tracker follows it."""
@@ -494,17 +633,88 @@ class GenerationStore:
         )
         return await self._require(row_id)
 
-    async def recover_interrupted_submissions(self, reason: str, now: float) -> list[Generation]:
-        """Rows left in 'submitting' by a crash: their outcome is unknown, and their requesters must hear so."""
+    async def interrupted_submissions(self) -> list[Generation]:
+        """Rows a crash left in 'submitting': their create may have reached the API without its answer."""
+        return await self._select("WHERE state = ? ORDER BY id", (State.SUBMITTING.value,))
 
-        def recover(connection: sqlite3.Connection) -> list[sqlite3.Row]:
-            return connection.execute(
-                f"UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-                f" WHERE state = ? RETURNING {_COLUMNS}",
-                (State.UNCONFIRMED.value, reason, now, now, State.SUBMITTING.value),
-            ).fetchall()
+    async def mark_checking(
+        self, row_id: int, reason: str, now: float, *, next_check_at: float, check_until: float, requester_told: bool
+    ) -> Generation:
+        """The create's outcome is unknown: look for it in the account's list until `check_until`."""
+        await self._write(
+            "UPDATE generations SET state = ?, failure_reason = ?, next_check_at = ?, check_until = ?,"
+            " notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (
+                State.CHECKING.value,
+                reason,
+                next_check_at,
+                check_until,
+                now if requester_told else None,
+                now,
+                row_id,
+                State.SUBMITTING.value,
+            ),
+        )
+        return await self._require(row_id)
 
-        return [_generation_from_row(row) for row in await self._writer.run(recover, background=True)]
+    async def checking(self) -> list[Generation]:
+        """Rows whose create is being looked for, in the order their requests were sent."""
+        return await self._select("WHERE state = ? ORDER BY created_at, id", (State.CHECKING.value,))
+
+    async def submitting_prompts(self) -> set[str]:
+        """Prompts of creates still waiting for their answer: their generations may be listed before they return."""
+        rows = await _all(
+            self._background_reads, "SELECT prompt FROM generations WHERE state = ?", (State.SUBMITTING.value,)
+        )
+        return {str(row[0]) for row in rows}
+
+    async def tracked_api_ids(self, api_ids: Collection[str]) -> set[str]:
+        """Which of these API ids a row already follows."""
+        wanted = list(api_ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await _all(
+                self._background_reads, f"SELECT api_id FROM generations WHERE api_id IN ({marks})", chunk
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    async def adopt(
+        self, row_id: int, api: ApiGeneration, now: float, *, from_states: Collection[State] = (State.CHECKING,)
+    ) -> Generation:
+        """A row whose create had no answer found its generation: from now on the tracker follows and announces it."""
+        states = [state.value for state in from_states]
+        marks = ", ".join("?" for _ in states)
+        await self._write(
+            "UPDATE generations SET api_id = ?, api_state = ?, state = ?, submitted_at = ?, updated_at = ?,"
+            " failure_reason = NULL, next_check_at = NULL, finished_at = NULL, announced_at = NULL,"
+            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL"
+            f" WHERE id = ? AND api_id IS NULL AND state IN ({marks})",
+            (api.id, api.state, State.RUNNING.value, now, now, row_id, *states),
+        )
+        return await self._require(row_id)
+
+    async def note_check(self, row_id: int, *, next_check_at: float, list_read_at: float | None, now: float) -> None:
+        """A look in the list did not find the row's generation (yet): when to look again."""
+        await self._write(
+            "UPDATE generations SET next_check_at = ?, list_read_at = COALESCE(?, list_read_at),"
+            " check_attempts = check_attempts + 1, updated_at = ? WHERE id = ? AND state = ?",
+            (next_check_at, list_read_at, now, row_id, State.CHECKING.value),
+        )
+
+    async def finish_check(self, row_id: int, state: State, reason: str, now: float) -> Generation:
+        """The look-out ended without finding the generation: the requester is told how (by the announcement)."""
+        await self._write(
+            "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?,"
+            " next_check_at = NULL WHERE id = ? AND state = ?",
+            (state.value, reason, now, now, row_id, State.CHECKING.value),
+        )
+        return await self._require(row_id)
+
+    async def mark_notice_sent(self, row_id: int, now: float) -> None:
+        await self._write("UPDATE generations SET notice_sent_at = ? WHERE id = ?", (now, row_id))
 
     async def set_status_message(self, row_id: int, message_id: int) -> None:
         await self._write("UPDATE generations SET status_message_id = ? WHERE id = ?", (message_id, row_id))
@@ -541,12 +751,11 @@ class GenerationStore:
                         finished.append(row_id)
                 connection.execute("COMMIT")
             except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
             return sorted(finished)
 
-        return await self._writer.run(record, background=True)
+        return await self._run_write(record, background=True)
 
     async def mark_timed_out(self, row_id: int, reason: str, now: float) -> Generation:
         await self._write(_TIME_OUT, _time_out_params(row_id, reason, now), background=True)
@@ -580,6 +789,27 @@ class GenerationStore:
         if generation is None:
             raise LookupError(f"generation row {row_id} does not exist")
         return generation
+
+    async def last_reported_cost(self, model: str, resolution: str | None, duration: int | None) -> int | None:
+        """What the API last reported a video of this model and these settings cost, if it ever did."""
+        row = await _one(
+            self._reads,
+            "SELECT credits_used FROM generations WHERE model = ? AND credits_used IS NOT NULL"
+            " AND json_extract(extras_json, '$.resolution') IS ? AND json_extract(extras_json, '$.duration') IS ?"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (model, resolution, duration),
+        )
+        return int(row[0]) if row else None
+
+    async def latest_api_id(self, model: str, since: float) -> str | None:
+        """The id of the newest generation of `model` made since `since`, if any."""
+        row = await _one(
+            self._reads,
+            "SELECT api_id FROM generations WHERE model = ? AND api_id IS NOT NULL AND created_at >= ?"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (model, since),
+        )
+        return str(row[0]) if row else None
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
@@ -646,9 +876,20 @@ class GenerationStore:
 
     async def _write(self, sql: str, params: Sequence[object], *, background: bool = False) -> int:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
-        return await self._writer.run(
+        return await self._run_write(
             lambda connection: connection.execute(sql, params).lastrowid or 0, background=background
         )
+
+    async def _run_write(self, work: Callable[[sqlite3.Connection], T], *, background: bool = False) -> T:
+        """Run a write on the writing connection; a database that cannot be written raises StorageUnavailable (its
+        cause logged once a minute)."""
+        try:
+            result = await self._writer.run(work, background=background)
+        except (sqlite3.OperationalError, OSError) as error:
+            self._write_trouble.failed(error)
+            raise StorageUnavailable(str(error)) from error
+        self._write_trouble.succeeded()
+        return result
 
     # --- server rules -----------------------------------------------------------------------------------
 
@@ -676,6 +917,7 @@ class GenerationStore:
             allowed_roles=frozenset(int(value) for value in entries[RuleEntry.ROLE]),
             exempt_roles=frozenset(int(value) for value in entries[RuleEntry.EXEMPT_ROLE]),
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
+            allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
         )
 
@@ -728,7 +970,7 @@ class GenerationStore:
 
     async def _write_count(self, sql: str, params: Sequence[object]) -> int:
         """Run one writing statement in its own transaction; returns how many rows it changed."""
-        return await self._writer.run(lambda connection: connection.execute(sql, params).rowcount)
+        return await self._run_write(lambda connection: connection.execute(sql, params).rowcount)
 
     # --- bot metadata -----------------------------------------------------------------------------------
 

@@ -19,15 +19,12 @@ from .api_client import LOOKUP_BATCH_SIZE, VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
 from .models import ApiGeneration, Delivery, Generation
-from .storage import GenerationStore, TrackedGeneration
+from .reconcile import Reconciler
+from .storage import GenerationStore, StorageUnavailable, TrackedGeneration
 from .video_api import model_of
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_SUBMISSION_REASON = (
-    "The bot restarted while sending this request, so it could not confirm that the video service received it. "
-    "It was not sent again, to avoid paying twice; please try again if no video arrives."
-)
 # Announcements that fail for passing reasons (Discord down) are retried this many times, about once a cycle.
 MAX_ANNOUNCE_ATTEMPTS = 20
 # Look-up requests in flight at once: at a 150 ms round trip, the 200 requests of 10 000 running generations need
@@ -61,8 +58,10 @@ class Tracker:
         clock: Callable[[], float] = time.time,
         balance: BalanceService | None = None,
         lookup_concurrency: int = LOOKUP_CONCURRENCY,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._balance = balance
+        self._reconciler = reconciler
         self._store = store
         self._api = api
         self._announcer = announcer
@@ -75,13 +74,7 @@ class Tracker:
         self._to_announce: dict[int, None] = {}
         self._announcing: set[int] = set()
         self._announce_wake = asyncio.Event()
-
-    async def recover(self) -> list[Generation]:
-        """At start: rows a crash left mid-create get an unknown outcome, to be reported, never resent."""
-        interrupted = await self._store.recover_interrupted_submissions(INTERRUPTED_SUBMISSION_REASON, self._clock())
-        for generation in interrupted:
-            log.warning("Row %d was being submitted when the bot stopped: reporting it as unconfirmed", generation.id)
-        return interrupted
+        self.last_cycle_at: float | None = None  # read by the heartbeat: when a look-up pass last ended
 
     def start(self) -> None:
         if self._tasks:
@@ -106,8 +99,20 @@ class Tracker:
         for step in (self.poll, self.announce_finished, self.run_side_jobs):
             try:
                 await step()
+            except StorageUnavailable:
+                pass  # the store names the cause in the log once a minute; the next cycle tries again
             except Exception:
                 log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
+
+    async def _reconcile(self) -> None:
+        if self._reconciler is not None:
+            await self._reconciler.run_once()
+
+    async def notify_checking(self) -> None:
+        """Tell requesters whose create was cut off by a restart that the bot is looking for it."""
+        for generation in await self._store.checking():
+            if generation.notice_sent_at is None and await self._announcer.announce(generation) is not None:
+                await self._store.mark_notice_sent(generation.id, self._clock())
 
     async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` once per poll interval, counted from the start of each run; a slow run is followed at once,
@@ -128,9 +133,11 @@ class Tracker:
 
     async def run_side_jobs(self) -> None:
         """Jobs that run beside the look-ups, once per interval; one failing never stops the others."""
-        for job in (self._watch_balance,):
+        for job in (self._reconcile, self.notify_checking, self._watch_balance):
             try:
                 await job()
+            except StorageUnavailable:
+                pass  # the store names the cause in the log once a minute; the next run tries again
             except Exception:
                 log.exception("Tracker job %s failed; retrying next cycle", job.__name__)
 
@@ -144,19 +151,22 @@ class Tracker:
         """One pass over the running generations: concurrent batched look-ups; each batch writes what changed and
         hands what finished to the announcements at once."""
         started = time.monotonic()
-        running = await self._store.tracked()
-        if not running:
-            return
-        batches = self._batches(running)
+        try:
+            running = await self._store.tracked()
+            if not running:
+                return
+            batches = self._batches(running)
 
-        async def worker() -> None:
-            # Workers share one iterator, so each batch is taken once and a slow batch holds up only its worker.
-            for batch in batches:
-                await self._track_batch(batch)
+            async def worker() -> None:
+                # Workers share one iterator, so each batch is taken once and a slow batch holds up only its worker.
+                for batch in batches:
+                    await self._track_batch(batch)
 
-        workers = min(self._lookup_concurrency, -(-len(running) // LOOKUP_BATCH_SIZE))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        log.debug("Looked up %d running generations in %.2fs", len(running), time.monotonic() - started)
+            workers = min(self._lookup_concurrency, -(-len(running) // LOOKUP_BATCH_SIZE))
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            log.debug("Looked up %d running generations in %.2fs", len(running), time.monotonic() - started)
+        finally:
+            self.last_cycle_at = self._clock()
 
     @staticmethod
     def _batches(running: Sequence[TrackedGeneration]) -> Iterator[list[TrackedGeneration]]:
@@ -172,6 +182,8 @@ class Tracker:
         try:
             found = await self._look_up(batch)
             finished = await self._record(batch, found)
+        except StorageUnavailable:
+            return  # named in the log once a minute by the store; looked up again next cycle
         except Exception:
             # One batch that breaks must not hold up the others; its rows are looked up again next cycle.
             log.exception("Tracking a batch of %d generations failed; retrying next cycle", len(batch))
@@ -259,6 +271,8 @@ class Tracker:
             generation = await self._store.unannounced_generation(row_id)
             if generation is not None:
                 await self._announce(generation)
+        except StorageUnavailable:
+            pass  # named in the log once a minute by the store; the sweep hands it over again
         except Exception:
             # One generation that can't be announced must not hold up the others.
             log.exception("Announcing generation row %d failed; retrying next cycle", row_id)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -11,15 +14,14 @@ from discord.ext import commands
 
 from bot.api_client import VideoApiError
 from bot.app import VideoBot
+from bot.catalogue import ALL_DURATIONS, ALL_RESOLUTIONS, spec_of
 from bot.errors import UserFacingError
-from bot.generations import Origin
+from bot.generations import GenerationService, Origin
 from bot.messages import autocomplete_label, history_embed, status_embed
 from bot.models import (
     ASPECT_RATIOS,
     DEFAULT_ASPECT_RATIO,
-    DURATIONS,
     MAX_PROMPT_LENGTH,
-    RESOLUTIONS,
     Generation,
     GenerationOptions,
 )
@@ -59,28 +61,53 @@ def origin_of(interaction: discord.Interaction) -> Origin:
     )
 
 
+def offer_options(command: app_commands.Command[Any, ..., Any], models: Sequence[str]) -> None:
+    """Fit /generate's options to the enabled models: `model` only when there is a choice to make, `hdr` only where
+    a model makes HDR, and the resolutions and lengths those models offer."""
+    specs = [spec_of(model) for model in models]
+    resolutions = [r for r in ALL_RESOLUTIONS if any(r in spec.resolutions for spec in specs)]
+    durations = [d for d in ALL_DURATIONS if any(d in spec.durations for spec in specs)]
+    choices: dict[str, list[app_commands.Choice[str | int | float]]] = {
+        "model": [app_commands.Choice(name=spec.label, value=spec.id) for spec in specs] if len(specs) > 1 else [],
+        "resolution": [app_commands.Choice(name=r, value=r) for r in resolutions],
+        "duration": [app_commands.Choice(name=f"{d} seconds", value=d) for d in durations],
+    }
+    if not choices["model"]:
+        del command._params["model"]
+    if not any(spec.hdr for spec in specs):
+        del command._params["hdr"]
+    for name in ("model", "resolution", "duration"):
+        if choices[name]:
+            # The parameter object is shared with the class's command: this instance's copy gets its own.
+            command._params[name] = dataclasses.replace(command._params[name], choices=choices[name])
+
+
 class GenerationCog(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         self.service = bot.generations
+        offer_options(self.generate, self.service.models.enabled)
 
     @app_commands.command(name="generate", description="Make a video from a text prompt with Luma Dream Machine")
     @app_commands.describe(
         prompt="What the video shows, in plain words",
         aspect_ratio="Shape of the video (default 16:9 landscape)",
         expand_prompt="Let Luma enrich the prompt with more detail (default: yes)",
-        resolution="Video resolution (Luma's current models only)",
-        duration="Length in seconds (Luma's current models only)",
-        loop="Make the video loop seamlessly (Luma's current models only)",
+        resolution="Video resolution (the Ray models; each has its own set)",
+        duration="Length in seconds (the Ray models; each has its own lengths)",
+        loop="Make the video loop seamlessly (the Ray models)",
         image="A start frame: PNG, JPEG or WebP, up to 10 MiB",
         end_image="An end frame: PNG, JPEG or WebP, up to 10 MiB",
         last_frame_of="Start from the last frame of one of this server's finished videos (its id)",
+        model="Which Luma model makes the video (default: the bot's first)",
+        hdr="High dynamic range (Ray 3.2: 5-second videos at 720p or 1080p)",
     )
+    # Ray 2's resolutions and lengths; offer_options() fits them to the enabled models.
     @app_commands.choices(
         aspect_ratio=ASPECT_RATIO_CHOICES,
-        resolution=[app_commands.Choice(name=value, value=value) for value in RESOLUTIONS],
+        resolution=[app_commands.Choice(name=value, value=value) for value in ("540p", "720p", "1080p", "4k")],
     )
-    @app_commands.choices(duration=[app_commands.Choice(name=f"{value} seconds", value=value) for value in DURATIONS])
+    @app_commands.choices(duration=[app_commands.Choice(name=f"{value} seconds", value=value) for value in (5, 9)])
     async def generate(
         self,
         interaction: discord.Interaction[VideoBot],
@@ -93,6 +120,8 @@ class GenerationCog(commands.Cog):
         image: discord.Attachment | None = None,
         end_image: discord.Attachment | None = None,
         last_frame_of: str | None = None,
+        model: str | None = None,
+        hdr: bool | None = None,
     ) -> None:
         origin = origin_of(interaction)
         if image is not None:
@@ -114,6 +143,8 @@ class GenerationCog(commands.Cog):
                 loop=loop,
                 image_url=start_frame,
                 image_end_url=end_image.url if end_image is not None else None,
+                model=model,
+                hdr=hdr,
             )
         )
         await self._start_publicly(interaction, origin, options, parent=None)
@@ -138,7 +169,7 @@ class GenerationCog(commands.Cog):
     ) -> None:
         origin = origin_of(interaction)
         parent = await self.service.extendable(origin.guild_id, generation_id)
-        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt), parent.api_id)
+        options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
         await self._start_publicly(interaction, origin, options, parent=parent)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
@@ -169,14 +200,7 @@ class GenerationCog(commands.Cog):
     async def generation_id_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        matches = await self.service.suggest(interaction.guild_id, current)
-        return [
-            app_commands.Choice(name=autocomplete_label(generation), value=generation.api_id)
-            for generation in matches
-            if generation.api_id
-        ][:25]
+        return await suggest_generations(self.service, interaction, current)
 
     async def _start_publicly(
         self,
@@ -185,26 +209,51 @@ class GenerationCog(commands.Cog):
         options: GenerationOptions,
         parent: Generation | None,
     ) -> None:
-        await self.service.check(origin, options, parent)
-        # From here to the status message the command counts as under way: a shutdown waits for it.
-        async with self.service.submitting():
-            # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
-            # API call may take longer than Discord's 3 seconds, hence the deferral.
-            await interaction.response.defer(thinking=True)
-            try:
-                generation = await self.service.start(origin, options, parent=parent)
-            except BaseException:
-                # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
-                with contextlib.suppress(discord.HTTPException):
-                    await interaction.delete_original_response()
-                raise
-            try:
-                message = await interaction.edit_original_response(embed=status_embed(generation))
-            except discord.HTTPException as error:
-                # The generation runs and will be announced anyway; only the status message is missing.
-                log.warning("Could not show the status of %s: %s", generation.reference, error)
-                return
-            await self.service.attach_status_message(generation, message.id)
+        await start_publicly(self.service, interaction, origin, options, parent)
+
+
+async def suggest_generations(
+    service: GenerationService, interaction: discord.Interaction[VideoBot], current: str
+) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a generation id: this server's generations whose id or prompt matches what was typed."""
+    if interaction.guild_id is None:
+        return []
+    matches = await service.suggest(interaction.guild_id, current)
+    return [
+        app_commands.Choice(name=autocomplete_label(generation), value=generation.api_id)
+        for generation in matches
+        if generation.api_id
+    ][:25]
+
+
+async def start_publicly(
+    service: GenerationService,
+    interaction: discord.Interaction[VideoBot],
+    origin: Origin,
+    options: GenerationOptions,
+    parent: Generation | None,
+) -> None:
+    """Check, acknowledge publicly, start, and show the status message: every command that makes a video."""
+    _, options = await service.check(origin, options, parent)
+    # From here to the status message the command counts as under way: a shutdown waits for it.
+    async with service.submitting():
+        # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
+        # API call may take longer than Discord's 3 seconds, hence the deferral.
+        await interaction.response.defer(thinking=True)
+        try:
+            generation = await service.start(origin, options, parent=parent)
+        except BaseException:
+            # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+            raise
+        try:
+            message = await interaction.edit_original_response(embed=status_embed(generation))
+        except discord.HTTPException as error:
+            # The generation runs and will be announced anyway; only the status message is missing.
+            log.warning("Could not show the status of %s: %s", generation.reference, error)
+            return
+        await service.attach_status_message(generation, message.id)
 
 
 async def setup(bot: VideoBot) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import discord
@@ -10,14 +12,15 @@ from discord.ext import commands
 
 from bot.api_client import Balance
 from bot.app import VideoBot
+from bot.catalogue import label_of
 from bot.errors import UserFacingError
 from bot.models import TOKENS_PER_VIDEO
-from bot.moderation import ModerationService, Standing, UsageSummary
+from bot.moderation import MemberSpend, ModerationService, Standing, UsageSummary
 from bot.quota import GuildRules, discord_time
 from bot.storage import LIMIT_NAMES, RuleEntry
 from cogs.generation import origin_of
 
-LimitValue = app_commands.Range[int, 0, 1_000_000]
+LimitValue = app_commands.Range[int, 0, 1_000_000]  # the service checks LIMIT_MAXIMUMS whatever arrives
 ListAction = Literal["add", "remove", "clear"]
 ADDED_OR_NOT = {True: "added to", False: "was already in"}
 REMOVED_OR_NOT = {True: "removed from", False: "was not in"}
@@ -35,7 +38,9 @@ def _limit_text(value: int, unit: str = "") -> str:
     return "no limit" if value == 0 else f"{value}{unit}"
 
 
-def rules_embed(rules: GuildRules, *, global_daily: int, show_phrases: bool) -> discord.Embed:
+def rules_embed(
+    rules: GuildRules, *, global_daily: int, show_phrases: bool, models: Sequence[str] = ()
+) -> discord.Embed:
     limits = rules.limits
     embed = discord.Embed(title="Video limits in this server", colour=discord.Colour.blurple())
     described = {
@@ -67,6 +72,10 @@ def rules_embed(rules: GuildRules, *, global_daily: int, show_phrases: bool) -> 
     if show_phrases and rules.blocked_phrases:
         phrases += ": " + ", ".join(f"||{p}||" for p in rules.blocked_phrases)
     embed.add_field(name="Blocked words and phrases", value=phrases[:1024], inline=False)
+    if len(models) > 1:
+        used = [model for model in models if not rules.allowed_models or model in rules.allowed_models]
+        names = ", ".join(label_of(model) for model in used) or "none"
+        embed.add_field(name="Models", value=names + ("" if rules.allowed_models else " (all)"), inline=False)
     embed.add_field(
         name="Members may extend each other's videos",
         value="yes" if rules.members_share_videos else "no (only their own; moderators may extend any)",
@@ -97,17 +106,32 @@ def standing_embed(standing: Standing) -> discord.Embed:
     return embed
 
 
+def _spend_line(member: MemberSpend) -> str:
+    return f"<@{member.user_id}> — {member.videos} video{'s' if member.videos != 1 else ''}, {member.tokens:,} tokens"
+
+
 def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_known: bool = False) -> discord.Embed:
     report = summary.report
     period = "today" if summary.days == 1 else f"the last {summary.days} days"
     embed = discord.Embed(title=f"Video usage in this server, {period}", colour=discord.Colour.blurple())
     embed.add_field(name="Generations", value=str(report.generations), inline=True)
     embed.add_field(name="Extensions", value=str(report.extensions), inline=True)
-    embed.add_field(name="Failures (not charged)", value=str(report.failures), inline=True)
-    embed.add_field(name="Refused by the API", value=str(report.refused), inline=True)
-    embed.add_field(name="Tokens spent", value=f"{summary.tokens_spent:,} ({report.charged} × 500,000)", inline=True)
-    top = "\n".join(f"<@{user}> — {count}" for user, count in report.top_members) or "nobody yet"
-    embed.add_field(name="Top members", value=top, inline=False)
+    embed.add_field(name="Edits and reframes", value=str(report.charged - report.generations - report.extensions))
+    estimated = summary.estimated_videos
+    how = (
+        "as reported by the video service"
+        if not estimated
+        else f"{estimated} of {report.charged} videos at the documented price: no cost reported for them"
+    )
+    embed.add_field(name="Tokens spent", value=f"{summary.tokens_spent:,} ({how})", inline=False)
+    if summary.usd_spent is not None:
+        embed.add_field(name="USD spent (reported)", value=f"${summary.usd_spent:,.2f}", inline=True)
+    embed.add_field(name="Failed (no cost)", value=str(report.failures), inline=True)
+    embed.add_field(name="Refused by the API (no cost)", value=str(report.refused), inline=True)
+    by_videos, by_spend = summary.top_by_videos(), summary.top_by_spend()
+    embed.add_field(name="Top members", value="\n".join(map(_spend_line, by_videos)) or "nobody yet", inline=False)
+    if [m.user_id for m in by_spend] != [m.user_id for m in by_videos]:
+        embed.add_field(name="Top members by spend", value="\n".join(map(_spend_line, by_spend)), inline=False)
     if balance is not None:
         videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
         embed.add_field(
@@ -115,8 +139,25 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
         )
     elif balance_known:
         embed.add_field(name="AI/ML account balance", value="not readable with this API key right now", inline=False)
-    embed.set_footer(text="Counted since midnight UTC at the start of the period.")
+    embed.set_footer(
+        text="Videos are those the API accepted (or may have, while the bot checks) and did not report failed, "
+        "running ones included. Spend is what the video service reported for each; where it reported nothing, the "
+        "model's documented price (500,000 tokens). Counted since midnight UTC at the start of the period."
+    )
     return embed
+
+
+def offer_model_choices(group: app_commands.Group, models: Sequence[str]) -> None:
+    """`/limits models` lists the enabled models; with only one there is nothing to narrow, and no such command."""
+    command = group.get_command("models")
+    assert isinstance(command, app_commands.Command)
+    if len(models) < 2:
+        group.remove_command("models")
+        return
+    choices: list[app_commands.Choice[str | int | float]] = [
+        app_commands.Choice(name=label_of(model), value=model) for model in models
+    ]
+    command._params["model"] = dataclasses.replace(command._params["model"], choices=choices)
 
 
 class ModerationCog(commands.Cog):
@@ -125,11 +166,15 @@ class ModerationCog(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         self.service: ModerationService = bot.moderation
+        offer_model_choices(self.limits, self.service.models)
 
     async def _show(self, interaction: discord.Interaction, guild_id: int, headline: str | None = None) -> None:
         rules = await self.service.rules(guild_id)
         embed = rules_embed(
-            rules, global_daily=self.service.global_daily, show_phrases=interaction.permissions.manage_guild
+            rules,
+            global_daily=self.service.global_daily,
+            show_phrases=interaction.permissions.manage_guild,
+            models=self.service.models,
         )
         await interaction.response.send_message(headline, embed=embed, ephemeral=True)
 
@@ -196,6 +241,13 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.BLOCKED_PHRASE, action, phrase, "phrase")
 
+    @limits.command(name="models", description="Which of the bot's models this server uses (Manage Server)")
+    @app_commands.describe(action="add or remove a model, or clear the list (none listed = all)", model="The model")
+    async def models(
+        self, interaction: discord.Interaction[VideoBot], action: ListAction, model: str | None = None
+    ) -> None:
+        await self._edit_list(interaction, RuleEntry.MODEL, action, model, "model")
+
     @limits.command(name="sharing", description="Whether members may extend each other's videos (Manage Server)")
     async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
         guild_id = require_moderator(interaction)
@@ -240,8 +292,6 @@ class ModerationCog(commands.Cog):
         self, interaction: discord.Interaction[VideoBot], days: app_commands.Range[int, 1, 365] = 7
     ) -> None:
         guild_id = require_moderator(interaction)
-        if not 1 <= days <= 365:
-            raise UserFacingError("`days` must be between 1 and 365.")
         summary = await self.service.usage(guild_id, days)
         if self.bot.balance is None:
             await interaction.response.send_message(embed=usage_embed(summary), ephemeral=True)

@@ -19,6 +19,7 @@ def test_defaults_apply_when_only_the_secrets_are_set() -> None:
     assert settings.generation_timeout_seconds == 30 * 60
     assert settings.dev_guild_id is None
     assert settings.log_level == "INFO"
+    assert (settings.reconcile_first_check_seconds, settings.reconcile_window_minutes) == (30, 60)
 
 
 def test_values_are_read_and_fractions_allowed() -> None:
@@ -51,6 +52,10 @@ def test_values_are_read_and_fractions_allowed() -> None:
         ("GENERATION_TIMEOUT_MINUTES", "-1"),
         ("DEV_GUILD_ID", "my-server"),
         ("LOG_LEVEL", "LOUD"),
+        ("RECONCILE_FIRST_CHECK_SECONDS", "0"),
+        ("RECONCILE_FIRST_CHECK_SECONDS", "61"),
+        ("RECONCILE_WINDOW_MINUTES", "forever"),
+        ("RECONCILE_WINDOW_MINUTES", "1441"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:
@@ -102,3 +107,21 @@ def test_an_unusable_database_path_is_named_with_exit_2(tmp_path: Path) -> None:
     result = run_bot(env, tmp_path)
     assert result.returncode == 2
     assert "DATABASE_PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["not a database", "unopenable"])
+def test_a_database_sqlite_cannot_open_stops_the_bot_with_its_one_line_and_nothing_after(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "not a database":
+        path = tmp_path / "notes.txt"
+        path.write_text("these are notes, not a database\n" * 200)
+    else:
+        path = Path("/proc/version")  # a file, but not one SQLite can open
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "t0ken", "AIML_API_KEY": "k3y"}
+    for _ in range(3):  # the leftover thread's noise was a race: look more than once
+        result = run_bot(env | {"DATABASE_PATH": str(path)}, tmp_path)
+        assert result.returncode == 2
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("Configuration error: DATABASE_PATH") and str(path) in last
+        assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr

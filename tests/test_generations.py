@@ -54,16 +54,19 @@ async def test_an_api_refusal_is_explained_and_recorded(
     assert row.state is State.REJECTED and row.announced_at is not None
 
 
-async def test_an_unknown_outcome_is_told_and_never_resent(
+async def test_an_unknown_outcome_is_looked_for_never_resent_and_told_honestly(
     service: GenerationService, simulator: RunningSimulator, store: GenerationStore
 ) -> None:
     simulator.state.create_faults.append("accept_then_500")
-    with pytest.raises(UserFacingError, match="not resent"):
-        await service.generate(HERE, GenerationOptions("a sunrise"))
+    generation = await service.generate(HERE, GenerationOptions("a sunrise"))
     assert simulator.state.count(*CREATES) == 1
     [row] = await store.recent_for_member(1, 100)
-    assert row.state is State.UNCONFIRMED
-    assert await store.running() == []
+    assert row.state is State.CHECKING and generation.state is State.CHECKING
+    assert row.notice_sent_at is not None  # the command's answer told the requester
+    note = row.failure_reason or ""
+    assert "checking with the video service" in note and "not sent again" in note
+    assert "please try again" not in note.lower()
+    assert row.next_check_at is not None and row.check_until is not None and row.next_check_at < row.check_until
 
 
 async def test_another_servers_generation_is_not_found_and_not_leaked(service: GenerationService) -> None:
@@ -122,7 +125,10 @@ class SlowApi:
     def model_for(self, parent_api_id: str | None) -> str:
         return "legacy"
 
-    async def create(self, options: GenerationOptions) -> ApiGeneration:
+    def can_list(self, model: str) -> bool:
+        return True
+
+    async def create(self, options: GenerationOptions, model: str) -> ApiGeneration:
         self.creates += 1
         await self.release.wait()
         return ApiGeneration(id=f"slow-{self.creates}", state="pending")
@@ -146,7 +152,7 @@ async def test_a_shutdown_waits_for_the_answer_of_a_create_under_way(store: Gene
     assert api.creates == 1
 
 
-async def test_a_create_still_unanswered_after_the_grace_is_left_for_the_restart_to_report(
+async def test_a_create_still_unanswered_after_the_grace_is_left_to_be_looked_for(
     store: GenerationStore, clock: FakeClock
 ) -> None:
     api = SlowApi()
@@ -157,4 +163,5 @@ async def test_a_create_still_unanswered_after_the_grace_is_left_for_the_restart
     await service.drain(0.05)
     assert submission.cancelled()
     [row] = await store.recent_for_member(HERE.guild_id, HERE.user_id)
-    assert row.state is State.UNCONFIRMED and row.announced_at is None  # the tracker will tell the requester
+    # Looked for by reconciliation; the tracker tells the requester, who never had an answer.
+    assert row.state is State.CHECKING and row.notice_sent_at is None and row.announced_at is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,15 +16,28 @@ from bot.storage import GenerationStore
 from tests.e2e.discord_schema import load_validator
 
 
-@pytest.fixture
-async def commands(store: GenerationStore) -> AsyncIterator[dict[str, dict[str, Any]]]:
-    settings = load_settings({"DISCORD_TOKEN": "t", "AIML_API_KEY": "k"})
+@contextlib.asynccontextmanager
+async def command_payloads(store: GenerationStore, models: str = "legacy") -> AsyncIterator[dict[str, dict[str, Any]]]:
+    """The commands as Discord would receive them, from a bot with these LUMA_MODELS."""
+    settings = load_settings({"DISCORD_TOKEN": "t", "AIML_API_KEY": "k", "LUMA_MODELS": models})
     async with aiohttp.ClientSession() as session:
         bot = VideoBot(settings, store, LumaClient(session, "http://127.0.0.1:9", settings.aiml_api_key))
         for extension in EXTENSIONS:
             await bot.load_extension(extension)
         yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
         await bot.close()
+
+
+@pytest.fixture
+async def commands(store: GenerationStore) -> AsyncIterator[dict[str, dict[str, Any]]]:
+    async with command_payloads(store) as payloads:
+        yield payloads
+
+
+@pytest.fixture
+async def several_models(store: GenerationStore) -> AsyncIterator[dict[str, dict[str, Any]]]:
+    async with command_payloads(store, "luma/ray-2,luma/ray-3.2,legacy") as payloads:
+        yield payloads
 
 
 def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -92,3 +106,28 @@ def test_every_command_is_valid_for_discord(commands: dict[str, dict[str, Any]])
         assert len(command["description"]) <= 100
         for option in command.get("options", []):
             assert len(option["description"]) <= 100
+
+
+def test_the_model_choice_is_offered_only_when_several_models_are_enabled(
+    commands: dict[str, dict[str, Any]], several_models: dict[str, dict[str, Any]]
+) -> None:
+    assert "model" not in options_of(commands["generate"]) and "hdr" not in options_of(commands["generate"])
+    assert "reframe" not in commands and "edit" not in commands
+    assert "models" not in options_of(commands["limits"])
+
+    generate = options_of(several_models["generate"])
+    assert [(c["name"], c["value"]) for c in generate["model"]["choices"]] == [
+        ("Ray 2", "luma/ray-2"),
+        ("Ray 3.2", "luma/ray-3.2"),
+        ("Dream Machine", "legacy"),
+    ]
+    assert generate["hdr"]["type"] == 5
+    assert [c["value"] for c in generate["resolution"]["choices"]] == ["360p", "540p", "720p", "1080p", "4k"]
+    assert [c["value"] for c in generate["duration"]["choices"]] == [5, 9, 10]
+    assert list(options_of(several_models["reframe"])) == ["generation_id", "aspect_ratio", "prompt"]
+    assert list(options_of(several_models["edit"])) == ["generation_id", "prompt"]
+    models = options_of(options_of(several_models["limits"])["models"])
+    assert [c["value"] for c in models["model"]["choices"]] == ["luma/ray-2", "luma/ray-3.2", "legacy"]
+    validator = load_validator()
+    if validator is not None:
+        assert validator.validate("PUT", "/applications/1/commands", list(several_models.values())) == []

@@ -42,7 +42,8 @@ def test_the_link_survives_the_longest_prompt() -> None:
 
 def test_failures_timeouts_and_unconfirmed_requests_say_what_happened() -> None:
     failed = announcement(make(state=State.FAILED, video_url=None, failure_reason="content policy"))
-    assert "could not be made" in failed and "content policy" in failed and "not charged" in failed
+    assert "could not be made" in failed and "content policy" in failed
+    assert "does not count toward your daily limit" in failed
     late = announcement(make(state=State.TIMED_OUT, video_url=None, failure_reason="not ready after 30 minutes"))
     assert "late" in late and "/status" in late
     unsure = announcement(make(state=State.UNCONFIRMED, api_id=None, video_url=None, failure_reason="restarted"))

@@ -125,7 +125,7 @@ async def test_channels_roles_words_and_sharing_are_enforced(
     clock.advance(61)
     await service.refresh(mine)
     await moderation.set_sharing(1, False)
-    with pytest.raises(UserFacingError, match="only their own"):
+    with pytest.raises(UserFacingError, match="only on their own"):
         await service.extend(BOB, mine.api_id or "", GenerationOptions("bob continues"))
     moderator = Origin(1, 11, 200, is_moderator=True)
     await service.extend(moderator, mine.api_id or "", GenerationOptions("a moderator continues"))
@@ -167,11 +167,48 @@ async def test_quota_and_usage_tell_the_truth(
     clock.advance(61)
     await service.refresh(failing)
     summary = await moderation.usage(1, 7)
-    assert (summary.report.generations, summary.report.extensions, summary.report.failures) == (2, 1, 1)
+    # The failed one is counted as a failure only: generations, extensions and spend are the videos paid for.
+    assert (summary.report.generations, summary.report.extensions, summary.report.failures) == (1, 1, 1)
     assert summary.tokens_spent == 2 * 500_000
     assert summary.report.top_members == [(100, 2)]
 
 
-async def test_negative_limits_are_refused(moderation: ModerationService) -> None:
-    with pytest.raises(UserFacingError, match="negative"):
-        await moderation.set_limits(1, {"user_daily": -1})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("user_daily", -1),
+        ("server_daily", 1_000_001),
+        ("user_concurrent", 2**31),
+        ("cooldown_seconds", 2**63),
+        ("user_daily", 2.5),
+        ("server_daily", True),
+        ("user_daily", "3"),
+        ("cooldown_seconds", None),
+    ],
+)
+async def test_limit_values_outside_their_range_or_type_are_refused_in_words(
+    moderation: ModerationService, name: str, value: object
+) -> None:
+    """Values that bypassed Discord's client checks (another client, an admin override) reach the service too."""
+    await moderation.set_limits(1, {"user_daily": 4})
+    with pytest.raises(UserFacingError, match=r"whole number from 0 to 1,000,000"):
+        await moderation.set_limits(1, {name: value})
+    rules = await moderation.rules(1)
+    assert rules.limits.user_daily == 4 and rules.overridden == {"user_daily"}
+
+
+async def test_the_edges_of_a_limit_s_range_are_accepted(moderation: ModerationService) -> None:
+    rules = await moderation.set_limits(1, {"user_daily": 1_000_000, "cooldown_seconds": 0})
+    assert (rules.limits.user_daily, rules.limits.cooldown_seconds) == (1_000_000, 0)
+
+
+@pytest.mark.parametrize("days", [0, 366, 2.5, True, "7"])
+async def test_usage_periods_outside_the_range_are_refused(moderation: ModerationService, days: object) -> None:
+    with pytest.raises(UserFacingError, match="from 1 to 365"):
+        await moderation.usage(1, days)  # type: ignore[arg-type]
+
+
+async def test_sharing_must_be_yes_or_no(moderation: ModerationService) -> None:
+    with pytest.raises(UserFacingError, match="true or false"):
+        await moderation.set_sharing(1, "yes")
+    assert (await moderation.rules(1)).members_share_videos is True

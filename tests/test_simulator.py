@@ -255,7 +255,8 @@ async def test_v2_create_lookup_and_extend(
     status, found = await get(http, V2, generation_id=gen["id"])
     assert found["status"] == "completed"
     assert found["video"]["url"].endswith(".mp4")
-    assert found["meta"]["usage"]["credits_used"] == 120000
+    # Ray 2's 120 000 for 5 s at 720p, for 9 s.
+    assert found["meta"]["usage"] == {"credits_used": 216_000, "usd_spent": 0.108}
 
     status, child = await post(http, V2, extend)
     assert status == 200
@@ -334,24 +335,24 @@ async def test_legacy_disabled_answers_404(
 async def test_balance_deducts_and_runs_out(
     sim: RunningSimulator, config: SimulatorConfig, http: aiohttp.ClientSession
 ) -> None:
-    async with http.post("/_sim/config", json={"balance": 1_200_000}) as resp:
+    async with http.post("/_sim/config", json={"balance": 1_100_000}) as resp:
         assert resp.status == 200
-    await create(http)
+    await create(http)  # 500 000 (the legacy price)
     status, _ = await post(http, V2, {"model": "luma/ray-2", "prompt": "Flying jellyfish"})
-    assert status == 200
+    assert status == 200  # 120 000 (Ray 2, 5 s at 720p): 480 000 left
     status, body = await post(http, CREATE, {"user_prompt": "Flying jellyfish"})
     assert status == 403
     assert body["message"] == "You've run out of credits"
     assert sim.state.create_count == 2
-    assert sim.state.balance == 200_000
+    assert sim.state.balance == 480_000
 
     status, balance = await get(http, "/v1/billing/balance")
     assert status == 200
-    assert balance["balance"] == 200_000
+    assert balance["balance"] == 480_000
     assert balance["lowBalance"] is True
     assert balance["status"] == "current"
     status, balance = await get(http, "/v2/billing")
-    assert (status, balance) == (200, {"balance": 200_000, "lowBalance": True})
+    assert (status, balance) == (200, {"balance": 480_000, "lowBalance": True})
 
 
 # ---------------------------------------------------------------- faults
@@ -382,7 +383,7 @@ async def test_queued_create_faults(sim: RunningSimulator, http: aiohttp.ClientS
     assert status == 503
     await create(http)
     assert sim.state.create_count == 3
-    assert sim.state.balance == 1_000_000_000 - 3 * 500_000
+    assert sim.state.balance == 1_000_000_000 - 2 * 500_000 - 120_000  # two legacy videos and a Ray 2 one
     assert sim.state.count("POST", CREATE) == 5
     assert [r.status for r in sim.state.requests] == [429, None, 500, None, 503, 200]
 
@@ -484,7 +485,8 @@ async def test_control_endpoints(sim: RunningSimulator, http: aiohttp.ClientSess
         async with anonymous.get("/_sim/state") as resp:
             state = await resp.json()
     assert state["create_count"] == 2
-    assert state["balance"] == 1_000_000_000 - 2 * 500_000
+    # The failed one was given back: failures are not charged.
+    assert state["balance"] == 1_000_000_000 - 500_000
     by_id = {g["id"]: g for g in state["generations"]}
     assert by_id[legacy["id"]] == {
         "id": legacy["id"],
@@ -493,6 +495,8 @@ async def test_control_endpoints(sim: RunningSimulator, http: aiohttp.ClientSess
         "parent_id": None,
         "kind": "legacy",
         "model": None,
+        "credits": 0,
+        "options": {},
     }
     assert by_id[v2["id"]]["state"] == "failed"
     assert state["request_counts"][f"POST {CREATE}"] == 1

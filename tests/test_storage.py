@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import storage
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
 from bot.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 from bot.storage import MIGRATIONS, GenerationStore, TrackedGeneration
@@ -71,15 +72,21 @@ async def test_a_generation_finishes_once(store: GenerationStore) -> None:
     assert await store.unannounced() == []
 
 
-async def test_interrupted_submissions_become_unconfirmed_and_await_announcement(store: GenerationStore) -> None:
+async def test_interrupted_submissions_are_found_and_can_be_handed_to_reconciliation(store: GenerationStore) -> None:
     stuck = await _insert(store)
     sent = await _insert(store)
     await store.mark_submitted(sent.id, ApiGeneration(id="api-2", state="pending"), 101.0)
-    recovered = await store.recover_interrupted_submissions("restarted", 300.0)
-    assert [g.id for g in recovered] == [stuck.id]
-    assert recovered[0].state is State.UNCONFIRMED and recovered[0].failure_reason == "restarted"
-    assert [g.id for g in await store.unannounced()] == [stuck.id]
-    assert [g.id for g in await store.running()] == [sent.id]
+    assert [g.id for g in await store.interrupted_submissions()] == [stuck.id]
+    checking = await store.mark_checking(
+        stuck.id, "looking", 300.0, next_check_at=330.0, check_until=3900.0, requester_told=False
+    )
+    assert checking.state is State.CHECKING and checking.notice_sent_at is None
+    assert await store.interrupted_submissions() == []
+    assert await store.unannounced() == []  # nothing to announce until it is found or given up
+    adopted = await store.adopt(stuck.id, ApiGeneration(id="api-1", state="pending"), 400.0)
+    assert adopted.state is State.RUNNING and adopted.api_id == "api-1"
+    assert [g.id for g in await store.running()] == [stuck.id, sent.id]
+    assert await store.tracked_api_ids(["api-1", "api-2", "api-3"]) == {"api-1", "api-2"}
 
 
 async def test_refused_submissions_are_final_and_already_told(store: GenerationStore) -> None:
@@ -137,8 +144,8 @@ async def test_the_tracker_reads_only_running_rows_through_the_partial_index(sto
     await store.apply_api_update(done.id, ApiGeneration(id="api-2", state="completed"), 105.0)
     assert await store.tracked() == [TrackedGeneration(sent.id, "api-1", "pending", 101.0)]
     async with store._background_reads.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM generations"
-        " WHERE state IN ('submitting', 'running') AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
+        f"EXPLAIN QUERY PLAN SELECT id FROM generations"
+        f" WHERE {storage._IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
     ) as cursor:
         plan = " ".join(str(row[3]) for row in await cursor.fetchall())
     assert "generations_running" in plan

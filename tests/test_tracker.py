@@ -11,7 +11,7 @@ import pytest
 
 from bot.api_client import LumaClient
 from bot.generations import GenerationService, Origin
-from bot.models import ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
+from bot.models import ApiGeneration, Delivery, Generation, GenerationOptions, State
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
 from bot.tracker import MAX_ANNOUNCE_ATTEMPTS, Tracker
@@ -118,28 +118,6 @@ async def test_a_claimed_announcement_that_never_arrived_is_sent(
     second = RecordingAnnouncer()
     await make_tracker(store, api, second, clock).run_once()
     assert second.sent_ids() == [generation.api_id]
-
-
-async def test_interrupted_creates_are_reported_not_resent(
-    store: GenerationStore, api, clock: FakeClock, simulator: RunningSimulator
-) -> None:
-    row = await store.insert_submitting(
-        kind=Kind.GENERATE,
-        guild_id=1,
-        channel_id=11,
-        requester_id=100,
-        options=GenerationOptions("cut short"),
-        parent_api_id=None,
-        now=clock(),
-    )
-    announcer = RecordingAnnouncer()
-    tracker = make_tracker(store, api, announcer, clock)
-    recovered = await tracker.recover()
-    await tracker.run_once()
-    assert [g.id for g in recovered] == [row.id]
-    [told] = announcer.sent
-    assert told.state is State.UNCONFIRMED and "not sent again" in (told.failure_reason or "")
-    assert simulator.state.count("POST", "/luma-ai/generations") == 0
 
 
 async def test_passing_discord_failures_are_retried_then_given_up(

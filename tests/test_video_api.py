@@ -13,6 +13,7 @@ from bot.balance import BalanceService
 from bot.config import Secret
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
+from bot.model_choice import ModelChoice
 from bot.models import GenerationOptions, State
 from bot.prompts import check_image
 from bot.simulator import RunningSimulator
@@ -32,7 +33,7 @@ def make_router(simulator: RunningSimulator, session: aiohttp.ClientSession, mod
     def make(kind: type[LumaClient] | type[RayClient]):  # type: ignore[no-untyped-def]
         return kind(session, simulator.base_url, Secret(SIM_KEY), retry=FAST_RETRY, read_timeout=1.0)
 
-    return VideoApiRouter(make(LumaClient), make(RayClient), model)
+    return VideoApiRouter(make(LumaClient), make(RayClient), (model,))
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def legacy(simulator: RunningSimulator, http_session: aiohttp.ClientSession) -> 
 
 
 def service_for(store: GenerationStore, api: VideoApiRouter, clock: FakeClock, balance=None) -> GenerationService:  # type: ignore[no-untyped-def]
-    return GenerationService(store, api, clock=clock, balance=balance)
+    return GenerationService(store, api, clock=clock, balance=balance, models=ModelChoice(api.models))
 
 
 async def test_a_generation_on_the_current_endpoint_keeps_its_model_suffix(
@@ -77,7 +78,7 @@ async def test_a_generation_on_the_current_endpoint_keeps_its_model_suffix(
 async def test_look_ups_are_one_id_per_request_run_concurrently(
     ray2: VideoApiRouter, simulator: RunningSimulator
 ) -> None:
-    ids = [(await ray2.create(GenerationOptions(f"shot {n}"))).id for n in range(12)]
+    ids = [(await ray2.create(GenerationOptions(f"shot {n}"), "luma/ray-2")).id for n in range(12)]
     found = await ray2.fetch_many([*ids, "00000000-0000-0000-0000-000000000000:luma/ray-2"])
     assert set(found) == set(ids)
     assert simulator.state.count(*V2_LOOKUP) == 13
@@ -133,20 +134,25 @@ async def test_switching_the_setting_keeps_older_generations_working(
     assert child.model == "legacy" and simulator.state.generations[child.api_id or ""].parent_id == old.api_id
 
 
-async def test_a_retired_legacy_endpoint_names_the_setting(
+async def test_a_retired_endpoint_is_told_plainly_to_members_and_named_to_the_operator(
     legacy: VideoApiRouter, simulator: RunningSimulator, clock: FakeClock, store: GenerationStore, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     simulator.config.legacy_enabled = False
+    service = service_for(store, legacy, clock)
     with caplog.at_level(logging.ERROR), pytest.raises(UserFacingError) as caught:
-        await service_for(store, legacy, clock).generate(HERE, GenerationOptions("anyone there?"))
-    assert "LUMA_MODEL" in caught.value.message and "retired" in caught.value.message
-    assert any("LUMA_MODEL" in record.getMessage() for record in caplog.records)
+        await service.generate(HERE, GenerationOptions("anyone there?"))
+    assert "Dream Machine is unavailable" in caught.value.message and "LUMA" not in caught.value.message
+    assert any("LUMA_MODELS" in record.getMessage() for record in caplog.records)
+    # From then on it is refused before anything is sent.
+    with pytest.raises(UserFacingError, match="unavailable right now"):
+        await service.generate(HERE, GenerationOptions("anyone at all?"))
+    assert simulator.state.count(*LEGACY_CREATE) == 1
 
 
-async def test_current_only_options_are_refused_on_the_legacy_endpoint(
+async def test_options_a_model_does_not_take_are_refused_naming_the_model(
     legacy: VideoApiRouter, clock: FakeClock, store: GenerationStore, simulator: RunningSimulator
 ) -> None:
-    with pytest.raises(UserFacingError, match="resolution, loop need Luma's current models"):
+    with pytest.raises(UserFacingError, match="Dream Machine has one resolution"):
         await service_for(store, legacy, clock).generate(HERE, GenerationOptions("x y z", resolution="4k", loop=False))
     assert simulator.state.count(*LEGACY_CREATE) == 0
 

@@ -141,6 +141,9 @@ class E2E:
             "GENERATION_TIMEOUT_MINUTES": "30",
             "LOG_LEVEL": "DEBUG",
             "LUMA_MODEL": "legacy",
+            # A create whose answer was lost is looked for at once, and given up after 15 s.
+            "RECONCILE_FIRST_CHECK_SECONDS": "0.5",
+            "RECONCILE_WINDOW_MINUTES": "0.25",
         }
 
     # -- the bot process -----------------------------------------------------------------------------------

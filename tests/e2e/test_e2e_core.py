@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bot.catalogue import label_of
+
 from .harness import E2E, allowed_mentions_of, assert_private, embed_fields, status_id
 
 RUNNING_STATES = {"pending", "queued", "processing", "generating", "dreaming"}
@@ -130,10 +132,11 @@ async def test_generate_announce_status_and_extend(e2e: E2E, model: str) -> None
 
     if model != "legacy":
         # Options of the current models outside their choices, as a tampered client sends them.
+        label = label_of(model)
         refusal = await e2e.ask("generate", {"prompt": "A long slow sunrise", "duration": 7})
-        assert_private(refusal, "duration must be 5 or 9")
+        assert_private(refusal, f"{label} makes videos of 5 or 9 seconds, not 7")
         refusal = await e2e.ask("generate", {"prompt": "A long slow sunrise", "resolution": "8k"})
-        assert_private(refusal, "resolution must be one of")
+        assert_private(refusal, f"{label} makes videos at 540p, 720p, 1080p or 4k, not 8k")
     assert e2e.creates() == creates_before
 
     # Exactly once: every generation was announced once (by now the tracker ran many more cycles), and the
@@ -141,7 +144,7 @@ async def test_generate_announce_status_and_extend(e2e: E2E, model: str) -> None
     failure = await e2e.wait_announcement(failing.generation_id)
     assert failure.channel_id == fake.general.id and alice.mention in failure.content
     assert "could not be made" in failure.content and "The generation failed (simulated)." in failure.content
-    assert "not charged" in failure.content
+    assert "does not count toward your daily limit" in failure.content
     references = [
         generation_id,
         extension_id,
@@ -187,7 +190,7 @@ async def test_secrets_stay_out_of_logs_and_messages_at_debug(e2e: E2E) -> None:
     await e2e.wait_announcement(extension)
 
     # The API refusing the key, and an outage.
-    for fault, phrase in ((401, "misconfigured"), (500, "not resent")):
+    for fault, phrase in ((401, "misconfigured"), (403, "out of credits")):
         sim.state.create_faults.append(fault)
         assert_private(await e2e.ask("generate", {"prompt": "A heron in the rain"}), phrase)
     assert "AIML_API_KEY" in e2e.bot.log()

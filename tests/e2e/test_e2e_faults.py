@@ -62,14 +62,15 @@ async def test_sigkill_at_any_point_announces_every_generation_exactly_once(e2e:
     announced = await e2e.wait_announcement(shown.generation_id)
     assert announced.channel_id == fake.general.id and video_url(e2e, shown.generation_id) in announced.content
     assert announced.payload["message_reference"]["message_id"] == str(shown.message.id)
-    # The create whose outcome is unknown is reported to its requester, not dropped and not resent.
-    reported = await fake.wait_for_message(
+    # The create whose answer was cut off is looked for, found in the account's list and delivered, not resent.
+    notice = await fake.wait_for_message(
         lambda m: m.kind in ANNOUNCEMENT_KINDS and "A comet crosses the desert sky" in m.content, 10
     )
-    assert fake.alice.mention in reported.content
-    assert "may not have been received" in reported.content and "not sent again" in reported.content
-    history = await e2e.ask("status")
-    assert "unconfirmed" in history.text and "comet crosses the desert" in history.text
+    assert fake.alice.mention in notice.content and "checking with the video service" in notice.content
+    assert "not sent again" in notice.content
+    [comet] = [g.id for g in sim.state.generations.values() if g.prompt == "A comet crosses the desert sky"]
+    found = await e2e.wait_announcement(comet)
+    assert fake.alice.mention in found.content and video_url(e2e, comet) in found.content
 
     # (c) Killed while the announcement is being posted: Discord stored it, the answer never came back.
     fake.delay_next(1, f"/channels/{fake.videos.id}/messages", 60.0, method="POST")
@@ -92,7 +93,8 @@ async def test_sigkill_at_any_point_announces_every_generation_exactly_once(e2e:
 
     for reference in (shown.generation_id, posting.generation_id, later.generation_id):
         assert len(e2e.announcements(reference)) == 1, reference
-    assert len(messages_saying(e2e, "A comet crosses the desert sky")) == 1
+    assert len(messages_saying(e2e, "A comet crosses the desert sky")) == 2  # the notice, then the video
+    assert len(e2e.announcements(comet)) == 1
     # One create per command, across three processes.
     assert sim.state.create_count == 4 and e2e.creates() == 4
     e2e.finish()
@@ -107,6 +109,8 @@ async def test_sigkill_at_any_point_announces_every_generation_exactly_once(e2e:
 async def test_unreliable_lookups_still_announce_every_video_once(e2e: E2E, model: str) -> None:
     e2e.sim.config.lookup_fault_rate = 0.2
     e2e.sim.config.slow_seconds = 1.0
+    # The random faults may all be slow or malformed answers in a short run: these three fail for sure.
+    e2e.sim.state.lookup_faults.extend([502, "reset", 429])
     await e2e.start_bot(LUMA_MODEL=model)
     handles = [
         await e2e.command("generate", {"prompt": f"Lantern number {n} floats over a lake"}, user=e2e.fake.bob)
@@ -123,7 +127,8 @@ async def test_unreliable_lookups_still_announce_every_video_once(e2e: E2E, mode
     assert [len(e2e.announcements(generation_id)) for generation_id in ids] == [1] * 10
     assert e2e.creates() == 10 == e2e.sim.state.create_count
     lookups = [r for r in e2e.sim.state.requests if r.method == "GET" and "generation" in r.path]
-    assert any(r.status != 200 for r in lookups), "no look-up failed: the fault injection did not run"
+    assert not e2e.sim.state.lookup_faults, "the queued look-up faults were not all met"
+    assert sum(r.status != 200 for r in lookups) >= 3
     e2e.finish()
 
 
@@ -131,10 +136,6 @@ CREATE_FAULTS: list[tuple[int | str, tuple[str, ...]]] = [
     (401, ("bot is misconfigured",)),
     (403, ("out of credits",)),
     (400, ("refused this request", "Bad Request")),
-    (500, ("did not confirm", "not resent")),
-    (502, ("did not confirm", "not resent")),
-    ("reset", ("did not confirm", "not resent")),
-    ("accept_then_500", ("did not confirm", "not resent")),
 ]
 
 
@@ -160,11 +161,11 @@ async def test_create_refusals_and_outages_are_explained_privately(e2e: E2E) -> 
     assert e2e.creates() == before + 2
     await e2e.wait_announcement(retried.generation_id)
 
-    # The legacy endpoint retired: the member is told, the operator is told what to set.
+    # The legacy endpoint retired: the member is told plainly, the operator what to set.
     sim.config.legacy_enabled = False
     answer = await e2e.ask("generate", {"prompt": "A blue balloon in an empty sky"})
-    assert_private(answer, "LUMA_MODEL", "retired")
-    assert "LUMA_MODEL" in e2e.bot.log()
+    assert_private(answer, "Dream Machine is unavailable")
+    assert "LUMA" not in answer.text and "Remove it from LUMA_MODELS" in e2e.bot.log()
     sim.state.balance = 600_000.0  # enough for one more video (read by the bot when it starts)
     await e2e.restart_bot(LUMA_MODEL="luma/ray-2")
     current = await e2e.generate("A blue balloon in an empty sky")
@@ -174,12 +175,13 @@ async def test_create_refusals_and_outages_are_explained_privately(e2e: E2E) -> 
     before = e2e.creates()
     answer = await e2e.ask("generate", {"prompt": "A yellow balloon, one too many"})
     assert_private(answer, "paused", "can't cover a video", "Nothing was sent")
+    assert "balance" not in answer.text and "can't cover a video (" in e2e.bot.log()
     assert e2e.creates() == before
 
     # Nothing about the failed commands was announced later, and nothing of theirs was created twice.
     assert not messages_saying(e2e, "Fault case") and not messages_saying(e2e, "one too many")
-    # Accepted by the API: the one answered 500 after acceptance, the retried one and the ray-2 one.
-    assert sim.state.create_count == 3
+    # Accepted by the API: the retried one and the ray-2 one.
+    assert sim.state.create_count == 2
     e2e.finish()
 
 
@@ -289,15 +291,18 @@ async def test_sigkill_during_a_burst_of_writes_keeps_every_acknowledged_generat
 
     # The database opens again, and every generation of the burst ends up announced or reported, once.
     await e2e.start_bot()
+    # (Rows cut off mid-create are looked for first: found, or given up after the 15 s window.)
     await e2e.wait_until(
         lambda: e2e.db_query("SELECT COUNT(*) FROM generations WHERE announced_at IS NULL") == [(0,)],
         "every row announced or reported",
-        timeout=20,
+        timeout=40,
     )
     for generation_id in acknowledged:
         assert len(e2e.announcements(generation_id)) == 1
     for n in range(18):
-        assert len(messages_saying(e2e, f"Burst {n}: a leaf")) <= 1
+        told = messages_saying(e2e, f"Burst {n}: a leaf")
+        notices = [text for text in told if "checking with the video service" in text]
+        assert len(notices) <= 1 and len(told) - len(notices) <= 1
     e2e.finish()
 
 
@@ -319,9 +324,15 @@ async def test_sigterm_during_a_create_in_flight_still_tells_the_requester(e2e: 
     later = await e2e.generate("A kite dances above the dunes")
     await e2e.wait_announcement(later.generation_id)
 
-    told_before_stopping = [m for m in in_flight.messages if m.ephemeral and "not resent" in m.text]
-    told_after_restart = messages_saying(e2e, prompt)
-    assert len(told_before_stopping) + len(told_after_restart) == 1
+    # Cut off by the stop, the create is looked for after the restart: its requester hears so, then gets the video.
+    [comet] = [g.id for g in sim.state.generations.values() if g.prompt == prompt]
+    await e2e.wait_announcement(comet)
+    told = messages_saying(e2e, prompt)
+    # Found at the first look after the restart, the video itself may be the first word the requester gets.
+    notices = [text for text in told if "restarted while sending" in text]
+    assert len(notices) <= 1 and all(comet not in text for text in notices)
+    assert len([text for text in told if comet in text]) == 1 == len(told) - len(notices)
+    assert not [m for m in in_flight.messages if m.ephemeral and "try again" in m.text]
     assert [problem for problem in LOG_PROBLEMS if problem in stopped_log] == []
     assert sim.state.create_count == 2 and e2e.creates() == 2
     e2e.finish()

@@ -194,11 +194,11 @@ CASES: list[Any] = [
         id="extend-aspect-2:1",
     ),
     pytest.param(
-        Case("generate", generate("A sharp jellyfish", resolution="1080p"), ("resolution", "LUMA_MODEL")),
+        Case("generate", generate("A sharp jellyfish", resolution="1080p"), ("Dream Machine has one resolution",)),
         id="resolution-on-legacy",
     ),
     pytest.param(
-        Case("generate", generate("A long jellyfish", duration=7), ("duration", "current models")), id="duration-7"
+        Case("generate", generate("A long jellyfish", duration=7), ("Dream Machine has one length",)), id="duration-7"
     ),
     pytest.param(Case("generate", generate("A looping jellyfish", loop=True), ("loop",)), id="loop-on-legacy"),
     # Commands in a DM.

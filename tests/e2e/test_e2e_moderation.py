@@ -81,7 +81,10 @@ async def test_limits_hold_against_a_burst_and_quota_and_usage_show_them(e2e: E2
     fields = embed_fields(usage)
     assert fields["Generations"] == "5" and fields["Extensions"] == "0"
     assert fields["Tokens spent"].startswith("2,500,000")
-    assert fields["Top members"].splitlines() == [f"{alice.mention} — 3", f"{bob.mention} — 2"]
+    assert fields["Top members"].splitlines() == [
+        f"{alice.mention} — 3 videos, 1,500,000 tokens",
+        f"{bob.mention} — 2 videos, 1,000,000 tokens",
+    ]
     # The operator's balance: 4 000 000 at start, five videos since.
     assert fields["AI/ML account balance"].startswith("1,500,000 (about 3 videos)")
     assert "balance is low" in e2e.bot.log()
