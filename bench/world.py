@@ -54,8 +54,8 @@ class RunningSet:
         missing = total - len(self.running_ids())
         if missing <= 0:
             return 0
+        # The simulator's clock is the wall clock: its generations age from their wall-clock start.
         started_wall = time.time() - PREFILLED_AGE_SECONDS
-        started_monotonic = time.monotonic() - PREFILLED_AGE_SECONDS
         created_iso = datetime.fromtimestamp(started_wall, UTC).isoformat().replace("+00:00", "Z")
         rows = []
         for n in range(missing):
@@ -65,7 +65,7 @@ class RunningSet:
                 id=api_id,
                 prompt=prompt,
                 aspect_ratio="16:9",
-                created_at=started_monotonic,
+                created_at=started_wall,
                 kind="legacy",
                 created_iso=created_iso,
             )

@@ -36,6 +36,7 @@ from .quota import (
     check_limits,
     check_prompt_allowed,
     day_start,
+    limits_apply,
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
 from .storage import GenerationStore, StorageUnavailable, UsageCounts
@@ -53,6 +54,7 @@ NO_LIST_UNCONFIRMED = (
     "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
     "confirm it. It was not sent again, to avoid paying twice; if the video arrives, `/status` will show it."
 )
+PRICE_CACHE_SECONDS = 60.0
 # A generation this recent is still known to its endpoint: one that has forgotten it is gone.
 PROBE_KNOWN_ID_MAX_AGE = 86_400.0
 _PROBE_PROBLEMS = {
@@ -156,6 +158,7 @@ class GenerationService:
         self._clock = clock
         self._balance = balance
         self._check_schedule = check_schedule
+        self._prices: dict[tuple[str, str | None, int | None], tuple[float, int]] = {}
         # Writes of outcomes the API already gave (an accepted id above all) that the database refused for now.
         self._pending_records: set[asyncio.Task[None]] = set()
         # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
@@ -204,10 +207,13 @@ class GenerationService:
         refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
         Returns the rules and the options with their model settled."""
         rules, options = await self._permitted(origin, options, parent)
+        global_daily = self._moderation.global_daily
+        if not limits_apply(rules, origin.member, global_daily=global_daily):
+            return rules, options  # nothing to count: the command answers without reading the usage
         now = self._clock()
-        counts = UsageCounts.for_limits(rules.limits, self._moderation.global_daily)
+        counts = UsageCounts.for_limits(rules.limits, global_daily)
         usage = await self._store.usage_now(origin.guild_id, origin.user_id, day_start(now), counts)
-        refusal = check_limits(rules, origin.member, usage, now, global_daily=self._moderation.global_daily)
+        refusal = check_limits(rules, origin.member, usage, now, global_daily=global_daily)
         if refusal is not None:
             raise refusal
         return rules, options
@@ -352,7 +358,7 @@ class GenerationService:
         # The limits are checked once, atomically with the insert, below.
         rules, options = await self._permitted(origin, options, parent)
         model = options.model or self.models.default
-        price = await self.expected_price(options)
+        price = await self.expected_price(options) if self._balance is not None else 0
         if self._balance is not None:
             await self._balance.ensure_affordable(price)
         now = self._clock()
@@ -372,7 +378,7 @@ class GenerationService:
                 parent_api_id=parent.api_id if parent else None,
                 now=now,
                 model=model,
-                admit=admit,
+                admit=admit if limits_apply(rules, origin.member, global_daily=self._moderation.global_daily) else None,
                 counted_since=day_start(now),
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
             )
@@ -422,8 +428,15 @@ class GenerationService:
         """What a video with these options should cost: the last cost the API reported for its model and settings,
         else the documented price."""
         model = options.model or self.models.default
-        reported = await self._store.last_reported_cost(model, options.resolution, options.duration)
-        return reported if reported is not None else spec_of(model).documented_price
+        key = (model, options.resolution, options.duration)
+        cached = self._prices.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            return cached[1]
+        reported = await self._store.last_reported_cost(*key)
+        price = reported if reported is not None else spec_of(model).documented_price
+        # Prices change seldom; one read a minute per model and settings keeps this off each command's path.
+        self._prices[key] = (self._clock() + PRICE_CACHE_SECONDS, price)
+        return price
 
     async def recover_interrupted(self) -> list[Generation]:
         """At start: creates a stop cut off before their answer was stored are looked for (or reported where
