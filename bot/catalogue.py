@@ -37,6 +37,8 @@ class ModelSpec:
     resolutions: tuple[str, ...] = ()
     durations: tuple[int, ...] = ()
     loop: bool = False
+    # What the API uses where a request names no resolution.
+    default_resolution: str | None = None
     # HDR, where offered, only for these durations and resolutions.
     hdr_durations: tuple[int, ...] = ()
     hdr_resolutions: tuple[str, ...] = ()
@@ -79,6 +81,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             "Ray 3.2",
             ("16:9", "1:1", "9:16", "4:3", "3:4", "21:9"),
             resolutions=("360p", "540p", "720p", "1080p"),
+            default_resolution="720p",
             durations=(5, 10),
             loop=True,
             hdr_durations=(5,),
@@ -132,7 +135,7 @@ def _check_hdr(spec: ModelSpec, options: GenerationOptions) -> None:
     if not spec.hdr:
         raise UserFacingError(f"{spec.label} doesn't make HDR videos.")
     duration = options.duration or spec.durations[0]
-    resolution = options.resolution
+    resolution = options.resolution or spec.default_resolution
     if duration not in spec.hdr_durations or resolution not in spec.hdr_resolutions:
         raise UserFacingError(
             f"{spec.label} makes HDR videos of {_words(spec.hdr_durations, ' seconds')} at "

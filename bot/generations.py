@@ -75,10 +75,11 @@ def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
     cause = (
         "The bot restarted while sending this request" if restarted else "The video service did not answer this request"
     )
+    minutes = schedule.window_minutes
     return (
         f"{cause}, so the bot is checking with the video service whether it arrived. It was not sent again, so "
-        f"nothing is paid twice. Within {schedule.window_minutes} minutes the bot posts here either your video or "
-        "word that the request never arrived (then trying again is safe)."
+        f"nothing is paid twice. Within {minutes} minute{'s' if minutes != 1 else ''} the bot posts here your video, "
+        "or what it found out: if the request never arrived, trying again is then safe."
     )
 
 
@@ -158,7 +159,7 @@ class GenerationService:
         self._clock = clock
         self._balance = balance
         self._check_schedule = check_schedule
-        self._prices: dict[tuple[str, str | None, int | None], tuple[float, int]] = {}
+        self._prices: dict[tuple[str, str | None, int | None, bool], tuple[float, int]] = {}
         # Writes of outcomes the API already gave (an accepted id above all) that the database refused for now.
         self._pending_records: set[asyncio.Task[None]] = set()
         # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
@@ -392,7 +393,7 @@ class GenerationService:
         except CreateOutcomeUnknown as error:
             return await self._outcome_unknown(row, error)
         except VideoApiError as error:
-            message = self._refusal_message(error, model, parent)
+            message = self._refusal_message(error, model, parent, kind)
             log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
             now = self._clock()
             await self._record(row, lambda: self._store.mark_rejected(row.id, message, now))
@@ -428,7 +429,7 @@ class GenerationService:
         """What a video with these options should cost: the last cost the API reported for its model and settings,
         else the documented price."""
         model = options.model or self.models.default
-        key = (model, options.resolution, options.duration)
+        key = (model, options.resolution, options.duration, bool(options.hdr))
         cached = self._prices.get(key)
         if cached is not None and self._clock() < cached[0]:
             return cached[1]
@@ -519,10 +520,11 @@ class GenerationService:
                 )
                 return
 
-    def _refusal_message(self, error: VideoApiError, model: str, parent: Generation | None) -> str:
+    def _refusal_message(self, error: VideoApiError, model: str, parent: Generation | None, kind: Kind) -> str:
         if not isinstance(error, ApiNotFound):
             return error.user_message
-        if parent is not None and model != LEGACY_MODEL:
+        if kind is Kind.EXTEND and parent is not None:
+            # A 404 on an extension names the video (an unknown id), not the model.
             return f"The video service no longer knows generation `{parent.reference}`, so it can't be extended."
         # The model's endpoint is gone: members hear so plainly, the operator learns what to change.
         self.models.mark_unavailable(model)

@@ -158,7 +158,9 @@ class ModerationService:
         return added
 
     async def remove(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
-        removed = await self._store.remove_rule_entry(guild_id, kind, self._entry_value(kind, value))
+        # A model the bot no longer offers can still be taken off the list.
+        value = value if kind is RuleEntry.MODEL else self._entry_value(kind, value)
+        removed = await self._store.remove_rule_entry(guild_id, kind, value)
         self._changed(guild_id)
         return removed
 

@@ -86,6 +86,10 @@ class SqliteWriter:
         if connection is None:
             raise sqlite3.ProgrammingError("the database is closed")
         for work, future in batch:
+            if connection.in_transaction:
+                # A transaction a failed rollback left open would swallow this write without committing it.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
             try:
                 outcome: tuple[bool, Any] = (True, work(connection))
             except BaseException as error:  # handed to its caller, whatever it is

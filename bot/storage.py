@@ -1,4 +1,5 @@
-"""SQLite storage: one aiosqlite connection, WAL, numbered migrations, every SQL statement of the bot."""
+"""SQLite storage: one writing connection (in a thread of its own), reading connections beside it, WAL, numbered
+migrations, every SQL statement of the bot."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE generations ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
     """,
     """
+    ALTER TABLE generations ADD COLUMN checking_since REAL;
     ALTER TABLE generations ADD COLUMN next_check_at REAL;
     ALTER TABLE generations ADD COLUMN check_until REAL;
     ALTER TABLE generations ADD COLUMN list_read_at REAL;
@@ -200,7 +202,8 @@ _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
-    "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
+    "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
+    "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent"
 )
 
@@ -234,6 +237,7 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         delivery=Delivery(row["delivery"]) if row["delivery"] else None,
         model=row["model"],
         extras=json.loads(row["extras_json"]),
+        checking_since=row["checking_since"],
         next_check_at=row["next_check_at"],
         check_until=row["check_until"],
         list_read_at=row["list_read_at"],
@@ -642,11 +646,12 @@ class GenerationStore:
     ) -> Generation:
         """The create's outcome is unknown: look for it in the account's list until `check_until`."""
         await self._write(
-            "UPDATE generations SET state = ?, failure_reason = ?, next_check_at = ?, check_until = ?,"
-            " notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+            "UPDATE generations SET state = ?, failure_reason = ?, checking_since = ?, next_check_at = ?,"
+            " check_until = ?, notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
             (
                 State.CHECKING.value,
                 reason,
+                now,
                 next_check_at,
                 check_until,
                 now if requester_told else None,
@@ -773,7 +778,7 @@ class GenerationStore:
     async def mark_announced(self, row_id: int, delivery: Delivery, now: float) -> None:
         await self._write(
             "UPDATE generations SET announced_at = ?, delivery = ?, updated_at = ?"
-            " WHERE id = ? AND announced_at IS NULL",
+            " WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
             (now, delivery.value, now, row_id),
             background=True,
         )
@@ -790,14 +795,17 @@ class GenerationStore:
             raise LookupError(f"generation row {row_id} does not exist")
         return generation
 
-    async def last_reported_cost(self, model: str, resolution: str | None, duration: int | None) -> int | None:
+    async def last_reported_cost(
+        self, model: str, resolution: str | None, duration: int | None, hdr: bool = False
+    ) -> int | None:
         """What the API last reported a video of this model and these settings cost, if it ever did."""
         row = await _one(
             self._reads,
             "SELECT credits_used FROM generations WHERE model = ? AND credits_used IS NOT NULL"
             " AND json_extract(extras_json, '$.resolution') IS ? AND json_extract(extras_json, '$.duration') IS ?"
+            " AND COALESCE(json_extract(extras_json, '$.hdr'), 0) = ?"
             " ORDER BY finished_at DESC, id DESC LIMIT 1",
-            (model, resolution, duration),
+            (model, resolution, duration, int(hdr)),
         )
         return int(row[0]) if row else None
 

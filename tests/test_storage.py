@@ -11,8 +11,9 @@ import pytest
 
 from bot import storage
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
+from bot.quota import ServerLimits
 from bot.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
-from bot.storage import MIGRATIONS, GenerationStore, TrackedGeneration
+from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, TrackedGeneration
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -259,3 +260,27 @@ async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(st
         submitted = await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 200.0)
         assert submitted.state is State.RUNNING and submitted.api_id == f"api-{n}"
     await asyncio.gather(*readers)
+
+
+async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_rules(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        for number, script in enumerate(storage.MIGRATIONS[:3], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+        old.execute("INSERT INTO guild_rule_entries (guild_id, kind, value) VALUES (1, 'channel', '11')")
+    opened = await GenerationStore.open(path)
+    try:
+        [row] = await opened.running()
+        assert (row.api_id, row.model, row.credits_used, row.checking_since) == ("old-1", "legacy", None, None)
+        rules = await opened.guild_rules(1, ServerLimits())
+        assert rules.allowed_channels == {11} and rules.allowed_models == frozenset()
+        assert await opened.add_rule_entry(1, RuleEntry.MODEL, "luma/ray-2")  # the new kind of entry is allowed
+    finally:
+        await opened.close()
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
