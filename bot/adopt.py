@@ -13,40 +13,58 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Protocol
 
+import aiohttp
 from dotenv import find_dotenv, load_dotenv
 
-from .config import ConfigError, load_settings
+from .api_client import LumaClient, VideoApiError
+from .api_v2 import RayClient
+from .config import ConfigError, Settings, load_settings
 from .errors import UserFacingError
 from .models import ApiGeneration, State
 from .prompts import clean_generation_id
 from .storage import GenerationStore
+from .video_api import VideoApiRouter, model_of
 
 ADOPTABLE = (State.CHECKING, State.UNCONFIRMED, State.NOT_RECEIVED)
 
 
-async def adopt(store: GenerationStore, row_id: int, generation_id: str) -> str:
+class GenerationFetcher(Protocol):
+    async def fetch(self, generation_id: str) -> ApiGeneration | None: ...
+
+
+async def adopt(store: GenerationStore, api: GenerationFetcher, row_id: int, generation_id: str) -> str:
     """Tie `generation_id` to row `row_id`; returns what happened, in words. Raises UserFacingError when it can't."""
     row = await store.get(row_id)
     if row is None:
         raise UserFacingError(f"There is no row {row_id}.")
     if row.state not in ADOPTABLE or row.api_id is not None:
         raise UserFacingError(f"Row {row_id} is {row.state.label}: only a request without a confirmed id can adopt.")
+    if model_of(generation_id) != row.model:
+        raise UserFacingError(
+            f"Generation {generation_id} was made with {model_of(generation_id)}, but row {row_id} asked {row.model}."
+        )
     owner = await store.get_by_api_id(generation_id)
     if owner is not None:
         raise UserFacingError(f"Generation {generation_id} already belongs to row {owner.id}.")
-    adopted = await store.adopt(row_id, ApiGeneration(generation_id, "pending"), time.time(), from_states=ADOPTABLE)
+    found = await api.fetch(generation_id)  # a look-up: free, and it proves the id
+    if found is None:
+        raise UserFacingError(f"The video service does not know generation {generation_id}.")
+    adopted = await store.adopt(row_id, found, time.time(), from_states=ADOPTABLE)
     return f"Row {adopted.id} now follows generation {generation_id}; the bot announces it when it is ready."
 
 
-async def _run(database: Path, row_id: int, generation_id: str) -> int:
-    store = await GenerationStore.open(database)
+async def _run(settings: Settings, row_id: int, generation_id: str) -> int:
+    store = await GenerationStore.open(settings.database_path)
     try:
-        print(await adopt(store, row_id, generation_id))
+        async with aiohttp.ClientSession() as session:
+            legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
+            current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
+            print(await adopt(store, VideoApiRouter(legacy, current, settings.luma_models), row_id, generation_id))
         return 0
-    except UserFacingError as error:
-        print(error.message, file=sys.stderr)
+    except (UserFacingError, VideoApiError) as error:
+        print(error.message if isinstance(error, UserFacingError) else f"The video service: {error}", file=sys.stderr)
         return 1
     finally:
         await store.close()
@@ -70,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserFacingError as error:
         print(error.message, file=sys.stderr)
         return 2
-    return asyncio.run(_run(settings.database_path, args.row, generation_id))
+    return asyncio.run(_run(settings, args.row, generation_id))
 
 
 if __name__ == "__main__":

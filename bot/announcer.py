@@ -20,8 +20,10 @@ HISTORY_SEARCH_LIMIT = 200
 def announcement_nonce(generation: Generation) -> str:
     """Discord drops a second message with the same nonce from the same author for a few minutes."""
     # The notice that a lost create is being looked for comes before the announcement: it must not block it.
-    kind = "checking" if generation.state is State.CHECKING else "video"
-    return f"{kind}-{generation.id}"
+    if generation.state is State.CHECKING:
+        return f"checking-{generation.id}"
+    # With the id it ended with: a request adopted after a first announcement must not be dropped as its repeat.
+    return f"video-{generation.id}" + (f"-{generation.api_id[:8]}" if generation.api_id else "")
 
 
 def requester_only(generation: Generation) -> discord.AllowedMentions:

@@ -227,7 +227,8 @@ def parse_generation(data: object) -> ApiGeneration:
     if isinstance(video, dict):
         video_url = _url_of(video.get("url")) or _url_of(video.get("download_url"))
         thumbnail_url = _url_of(video.get("thumbnail"))
-    thumbnail_url = thumbnail_url or _url_of(data.get("thumbnail"))
+    if thumbnail_url is None and "thumbnail" in data:
+        thumbnail_url = _url_of(data["thumbnail"])
 
     failure = data.get("failure_reason")
     estimate = data.get("estimate_wait_seconds")
@@ -238,7 +239,7 @@ def parse_generation(data: object) -> ApiGeneration:
         prompt=prompt if isinstance(prompt, str) else None,
         video_url=video_url,
         thumbnail_url=thumbnail_url,
-        last_frame_url=_url_of(data.get("last_frame")),
+        last_frame_url=_url_of(data["last_frame"]) if "last_frame" in data else None,
         failure_reason=failure if isinstance(failure, str) and failure else None,
         estimate_wait_seconds=float(estimate) if isinstance(estimate, int | float) else None,
         raw=data,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,6 +37,8 @@ class ModelSpec:
     resolutions: tuple[str, ...] = ()
     durations: tuple[int, ...] = ()
     loop: bool = False
+    # What the API uses where a request names no resolution.
+    default_resolution: str | None = None
     # HDR, where offered, only for these durations and resolutions.
     hdr_durations: tuple[int, ...] = ()
     hdr_resolutions: tuple[str, ...] = ()
@@ -51,6 +54,15 @@ class ModelSpec:
         return bool(self.hdr_durations)
 
 
+_RAY_2 = ModelSpec(
+    "luma/ray-2",
+    "Ray 2",
+    ASPECT_RATIOS,
+    resolutions=("540p", "720p", "1080p", "4k"),
+    durations=(5, 9),
+    loop=True,
+    continuation=Continuation.KEYFRAME,
+)
 CATALOGUE: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
@@ -61,29 +73,15 @@ CATALOGUE: dict[str, ModelSpec] = {
             continuation=Continuation.LEGACY_EXTEND,
             frames=FrameStyle.LEGACY,
         ),
-        ModelSpec(
-            "luma/ray-2",
-            "Ray 2",
-            ASPECT_RATIOS,
-            resolutions=("540p", "720p", "1080p", "4k"),
-            durations=(5, 9),
-            loop=True,
-            continuation=Continuation.KEYFRAME,
-        ),
-        ModelSpec(
-            "luma/ray-flash-2",
-            "Ray Flash 2 (fast)",
-            ASPECT_RATIOS,
-            resolutions=("540p", "720p", "1080p", "4k"),
-            durations=(5, 9),
-            loop=True,
-            continuation=Continuation.KEYFRAME,
-        ),
+        _RAY_2,
+        # The same options as Ray 2, faster.
+        dataclasses.replace(_RAY_2, id="luma/ray-flash-2", label="Ray Flash 2 (fast)"),
         ModelSpec(
             "luma/ray-3.2",
             "Ray 3.2",
             ("16:9", "1:1", "9:16", "4:3", "3:4", "21:9"),
             resolutions=("360p", "540p", "720p", "1080p"),
+            default_resolution="720p",
             durations=(5, 10),
             loop=True,
             hdr_durations=(5,),
@@ -137,7 +135,7 @@ def _check_hdr(spec: ModelSpec, options: GenerationOptions) -> None:
     if not spec.hdr:
         raise UserFacingError(f"{spec.label} doesn't make HDR videos.")
     duration = options.duration or spec.durations[0]
-    resolution = options.resolution
+    resolution = options.resolution or spec.default_resolution
     if duration not in spec.hdr_durations or resolution not in spec.hdr_resolutions:
         raise UserFacingError(
             f"{spec.label} makes HDR videos of {_words(spec.hdr_durations, ' seconds')} at "

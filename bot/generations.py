@@ -41,9 +41,10 @@ from .quota import (
     check_prompt_allowed,
     day_start,
     is_exempt,
+    limits_apply,
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
-from .storage import GenerationStore, StorageUnavailable
+from .storage import GenerationStore, StorageUnavailable, UsageCounts
 from .video_api import ModelStatus
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ NO_LIST_UNCONFIRMED = (
     "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
     "confirm it. It was not sent again, to avoid paying twice; if the video arrives, `/status` will show it."
 )
+PRICE_CACHE_SECONDS = 60.0
 # A generation this recent is still known to its endpoint: one that has forgotten it is gone.
 PROBE_KNOWN_ID_MAX_AGE = 86_400.0
 _PROBE_PROBLEMS = {
@@ -83,10 +85,11 @@ def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
     cause = (
         "The bot restarted while sending this request" if restarted else "The video service did not answer this request"
     )
+    minutes = schedule.window_minutes
     return (
         f"{cause}, so the bot is checking with the video service whether it arrived. It was not sent again, so "
-        f"nothing is paid twice. Within {schedule.window_minutes} minutes the bot posts here either your video or "
-        "word that the request never arrived (then trying again is safe)."
+        f"nothing is paid twice. Within {minutes} minute{'s' if minutes != 1 else ''} the bot posts here your video, "
+        "or what it found out: if the request never arrived, trying again is then safe."
     )
 
 
@@ -190,6 +193,7 @@ class GenerationService:
         self._clock = clock
         self._balance = balance
         self._check_schedule = check_schedule
+        self._prices: dict[tuple[str, str | None, int | None, bool], tuple[float, int]] = {}
         # Writes of outcomes the API already gave (an accepted id above all) that the database refused for now.
         self._pending_records: set[asyncio.Task[None]] = set()
         # Tasks running a submission (a command, from its acknowledgement to its answer), with nesting depth.
@@ -242,8 +246,12 @@ class GenerationService:
         refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
         Returns the rules and the options with their model settled."""
         rules, options = await self._permitted(origin, options, parent)
+        global_daily = self._moderation.global_daily
+        if not limits_apply(rules, origin.member, global_daily=global_daily) and not self.max_running:
+            return rules, options  # nothing to count: the command answers without reading the usage
         now = self._clock()
-        usage = await self._store.queue_usage_now(origin.guild_id, origin.user_id, day_start(now), now)
+        counts = UsageCounts.for_limits(rules.limits, global_daily)
+        usage = await self._store.queue_usage_now(origin.guild_id, origin.user_id, day_start(now), now, counts)
         outcome = self._admit(rules, origin.member, usage, now)
         if isinstance(outcome, LimitReached):
             raise outcome
@@ -464,7 +472,7 @@ class GenerationService:
         # The limits are checked once, atomically with the insert, below.
         rules, options = await self._permitted(origin, options, parent)
         model = options.model or self.models.default
-        price = await self.expected_price(options)
+        price = await self.expected_price(options) if self._balance is not None else 0
         if self._balance is not None:
             await self._balance.ensure_affordable(price)
         now = self._clock()
@@ -489,6 +497,7 @@ class GenerationService:
                 counted_since=day_start(now),
                 decide=decide,
                 limits_exempt=exempt,
+                counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error
@@ -502,7 +511,7 @@ class GenerationService:
     async def send_queued(self, row: Generation) -> Generation:
         """Send a job the queue runner moved from 'queued' to 'submitting', by the same path as a direct create."""
         options = options_of(row)
-        price = await self.expected_price(options)
+        price = await self.expected_price(options) if self._balance is not None else 0
         if self._closing:
             # Not sent: it waits again, at its place, for the next start.
             return await self._store.requeue(row.id, self._clock(), not_before=self._clock())
@@ -557,7 +566,7 @@ class GenerationService:
         return await self._record(on_the_way, lambda: self._store.mark_submitted(row.id, accepted, now))
 
     async def _refused(self, row: Generation, error: VideoApiError, kind: Kind, answered_now: bool) -> Generation:
-        message = self._refusal_message(error, row.model, row.parent_api_id)
+        message = self._refusal_message(error, row.model, row.parent_api_id, kind)
         log.info("The API refused %s for row %d: %s", kind.value, row.id, error)
         now = self._clock()
         if answered_now:
@@ -596,8 +605,15 @@ class GenerationService:
         """What a video with these options should cost: the last cost the API reported for its model and settings,
         else the documented price."""
         model = options.model or self.models.default
-        reported = await self._store.last_reported_cost(model, options.resolution, options.duration)
-        return reported if reported is not None else spec_of(model).documented_price
+        key = (model, options.resolution, options.duration, bool(options.hdr))
+        cached = self._prices.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            return cached[1]
+        reported = await self._store.last_reported_cost(*key)
+        price = reported if reported is not None else spec_of(model).documented_price
+        # Prices change seldom; one read a minute per model and settings keeps this off each command's path.
+        self._prices[key] = (self._clock() + PRICE_CACHE_SECONDS, price)
+        return price
 
     async def recover_interrupted(self) -> list[Generation]:
         """At start: creates a stop cut off before their answer was stored are looked for (or reported where
@@ -682,10 +698,11 @@ class GenerationService:
                 )
                 return
 
-    def _refusal_message(self, error: VideoApiError, model: str, parent_api_id: str | None) -> str:
+    def _refusal_message(self, error: VideoApiError, model: str, parent_api_id: str | None, kind: Kind) -> str:
         if not isinstance(error, ApiNotFound):
             return error.user_message
-        if parent_api_id is not None and model != LEGACY_MODEL:
+        if kind is Kind.EXTEND and parent_api_id is not None:
+            # A 404 on an extension names the video (an unknown id), not the model.
             return f"The video service no longer knows generation `{parent_api_id}`, so it can't be extended."
         # The model's endpoint is gone: members hear so plainly, the operator learns what to change.
         self.models.mark_unavailable(model)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .models import TOKENS_PER_VIDEO, Delivery, Generation, State
@@ -93,7 +93,7 @@ class _StoreCollector(Collector):
     def __init__(self) -> None:
         self.snapshot = StoreSnapshot([])
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         snapshot = self.snapshot
         by_state = GaugeMetricFamily("videobot_generations", "Generations in the database by state", labels=["state"])
         for state, count in sorted(snapshot.by_state().items()):
@@ -107,12 +107,12 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "videobot_announcements_waiting", "Finished generations not yet announced", snapshot.unannounced
         )
-        yield CounterMetricFamily(
+        yield GaugeMetricFamily(
             "videobot_videos_charged",
             "Generations the API accepted and did not report failed (what /usage counts as videos)",
             snapshot.charged,
         )
-        yield CounterMetricFamily(
+        yield GaugeMetricFamily(
             "videobot_tokens_spent",
             "AI/ML tokens spent on videos as /usage counts them: the API's reported cost, else the documented "
             f"{TOKENS_PER_VIDEO:,} a video",

@@ -36,9 +36,6 @@ class ModelChoice:
     def mark_unavailable(self, model: str) -> None:
         self._unavailable.add(model)
 
-    def mark_available(self, model: str) -> None:
-        self._unavailable.discard(model)
-
     def is_unavailable(self, model: str) -> bool:
         return model in self._unavailable
 
@@ -47,28 +44,28 @@ class ModelChoice:
         UserFacingError, in a member's words, when none can make it."""
         if parent is not None:
             return self._continuing(parent)
-        offered = [model for model in self.enabled if not allowed or model in allowed]
+        offered = self._offered(self.enabled, allowed)
         if requested is not None:
             if requested not in self.enabled:
                 raise UserFacingError(f"This bot doesn't offer {label_of(requested)}; choose {_names(self.enabled)}.")
             if requested not in offered:
-                raise UserFacingError(
-                    f"This server doesn't use {label_of(requested)}; choose {_names(offered)}."
-                    if offered
-                    else "This server's moderators allow none of the bot's models."
-                )
+                raise UserFacingError(f"This server doesn't use {label_of(requested)}; choose {_names(offered)}.")
             return self._available(requested, offered)
-        if not offered:
-            raise UserFacingError("This server's moderators allow none of the bot's models.")
         ready = [model for model in offered if model not in self._unavailable]
         return self._available(ready[0] if ready else offered[0], offered)
 
     def for_transform(self, allowed: frozenset[str]) -> ModelSpec:
         """The model that edits or reframes a video here."""
-        offered = [model for model in self.transformers() if not allowed or model in allowed]
+        offered = self._offered(self.transformers(), allowed)
         if not offered:
             raise UserFacingError("This server doesn't use a model that can edit or reframe videos.")
         return self._available(offered[0], offered)
+
+    def _offered(self, models: Sequence[str], allowed: frozenset[str]) -> list[str]:
+        """`models` as the server narrowed them. A choice naming none of the enabled models (the operator changed
+        them since) narrows nothing, so that no server is locked out."""
+        narrowed = [model for model in models if model in allowed]
+        return narrowed if allowed & set(self.enabled) else list(models)
 
     def _continuing(self, parent: Generation) -> ModelSpec:
         spec = spec_of(parent.model)

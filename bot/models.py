@@ -194,6 +194,7 @@ class Generation:
     extras: dict[str, Any] = field(default_factory=dict)
     # While CHECKING: when the account's list is next read for it, until when it is looked for, and the last time
     # the list was read successfully (a request never seen by then was not received).
+    checking_since: float | None = None
     next_check_at: float | None = None
     check_until: float | None = None
     list_read_at: float | None = None

@@ -16,6 +16,8 @@ from .storage import GenerationStore, RuleEntry, SpendRow, UsageReport
 MAX_LIST_ENTRIES = 50
 MAX_PHRASE_LENGTH = 100
 MAX_USAGE_DAYS = 365
+# How long a server's rules are kept between reads (a change made through this bot applies at once).
+RULES_CACHE_SECONDS = 5.0
 # The documented range of each limit a moderator sets (0 = no limit).
 LIMIT_MAXIMUMS = {
     "user_daily": 1_000_000,
@@ -115,9 +117,21 @@ class ModerationService:
         # The models the operator enabled: a server may narrow them, never widen them.
         self.models = tuple(models)
         self._clock = clock
+        self._rules: dict[int, tuple[float, GuildRules]] = {}
 
     async def rules(self, guild_id: int) -> GuildRules:
-        return await self._store.guild_rules(guild_id, self._defaults)
+        """A server's rules; read at most every few seconds, since every command asks for them."""
+        now = time.monotonic()
+        cached = self._rules.get(guild_id)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        rules = await self._store.guild_rules(guild_id, self._defaults)
+        self._rules[guild_id] = (now + RULES_CACHE_SECONDS, rules)
+        return rules
+
+    def _changed(self, guild_id: int) -> None:
+        """A moderator changed this server's rules here: the next command reads them fresh."""
+        self._rules.pop(guild_id, None)
 
     async def set_limits(self, guild_id: int, values: Mapping[str, object]) -> GuildRules:
         """Set some of a server's limits; each must be a whole number in its range, whatever the client sent."""
@@ -133,12 +147,14 @@ class ModerationService:
                 )
             checked[name] = value
         await self._store.set_guild_limits(guild_id, checked, self._clock())
+        self._changed(guild_id)
         return await self.rules(guild_id)
 
     async def set_sharing(self, guild_id: int, allowed: object) -> GuildRules:
         if not isinstance(allowed, bool):
             raise UserFacingError("`allowed` must be true or false.")
         await self._store.set_members_share_videos(guild_id, allowed, self._clock())
+        self._changed(guild_id)
         return await self.rules(guild_id)
 
     async def add(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
@@ -147,13 +163,21 @@ class ModerationService:
         rules = await self.rules(guild_id)
         if len(_entries(rules, kind)) >= MAX_LIST_ENTRIES:
             raise UserFacingError(f"This list is full ({MAX_LIST_ENTRIES} entries). Remove some first.")
-        return await self._store.add_rule_entry(guild_id, kind, value)
+        added = await self._store.add_rule_entry(guild_id, kind, value)
+        self._changed(guild_id)
+        return added
 
     async def remove(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
-        return await self._store.remove_rule_entry(guild_id, kind, self._entry_value(kind, value))
+        # A model the bot no longer offers can still be taken off the list.
+        value = value if kind is RuleEntry.MODEL else self._entry_value(kind, value)
+        removed = await self._store.remove_rule_entry(guild_id, kind, value)
+        self._changed(guild_id)
+        return removed
 
     async def clear(self, guild_id: int, kind: RuleEntry) -> int:
-        return await self._store.clear_rule_entries(guild_id, kind)
+        cleared = await self._store.clear_rule_entries(guild_id, kind)
+        self._changed(guild_id)
+        return cleared
 
     async def standing(self, guild_id: int, member: Member) -> Standing:
         now = self._clock()

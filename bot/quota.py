@@ -99,6 +99,19 @@ def is_exempt(rules: GuildRules, member: Member) -> bool:
     return bool(rules.exempt_roles & member.role_ids)
 
 
+def limits_apply(rules: GuildRules, member: Member, *, global_daily: int) -> bool:
+    """Whether any limit could refuse this member: where none can, nothing needs counting."""
+    limits = rules.limits
+    server_limits = bool(
+        limits.user_daily
+        or limits.server_daily
+        or limits.user_concurrent
+        or limits.cooldown_seconds
+        or limits.server_concurrent
+    )
+    return bool(global_daily) or (server_limits and not is_exempt(rules, member))
+
+
 def check_limits(
     rules: GuildRules, member: Member, usage: Usage, now: float, *, global_daily: int
 ) -> LimitReached | None:

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 EARLIEST_FIT_SECONDS = 120.0
 LATEST_FIT_SECONDS = 300.0
 
+# A read of the list this long after the outcome became unknown (or half the window, if shorter) is needed to say
+# that a request never arrived.
+PROOF_MARGIN_SECONDS = 300.0
+
 NOT_RECEIVED_REASON = (
     "The video service did not receive this request: it never appeared among the account's videos. "
     "Nothing was made or charged, so trying again is safe."
@@ -50,6 +54,12 @@ class CheckSchedule:
     def next_check(self, attempts: int, now: float, until: float) -> float:
         interval = min(self.max_interval_seconds, self.first_check_seconds * 2.0 ** min(attempts, 16))
         return min(now + interval, until)
+
+    @property
+    def proof_after_seconds(self) -> float:
+        """How long after an outcome became unknown a read of the list must be to show that the request never
+        arrived: the API may still be making it (a create cut off by our timeout) or not list it yet."""
+        return max(self.first_check_seconds, min(PROOF_MARGIN_SECONDS, self.window_seconds / 2))
 
     @property
     def window_minutes(self) -> int:
@@ -134,18 +144,20 @@ class Reconciler:
 
     async def run_once(self) -> None:
         """Read the list once if any row is due, and settle every row that is waiting."""
-        waiting = await self._store.checking()
         now = self._clock()
-        if not any((row.next_check_at or 0.0) <= now for row in waiting):
+        if not any((row.next_check_at or 0.0) <= now for row in await self._store.checking()):
             return
         try:
             listed = await self._finder.list_generations()
         except VideoApiError as error:
             log.warning("Reading the account's list of generations failed: %s; looking again later", error)
-            for row in waiting:
+            for row in await self._store.checking():
                 await self._not_found(row, now, absent=None)
             return
+        # Read after the list, in this order: a create that left 'submitting' meanwhile is then either still
+        # settling or among the waiting rows, so its generation is never taken for another request's.
         settling = await self._store.submitting_prompts()
+        waiting = await self._store.checking()
         tracked = await self._store.tracked_api_ids([entry.id for entry in listed])
         for prompt, rows in _by_prompt(waiting).items():
             if prompt in settling:
@@ -162,7 +174,8 @@ class Reconciler:
             for row in rows:
                 await self._not_found(row, now, absent=False)
             return
-        candidates = [_Candidate(i, found[i].created_at if i in found else None) for i in candidate_ids]
+        # A listed id the look-up did not return can't be placed in time: it is left for a later look.
+        candidates = [_Candidate(i, found[i].created_at) for i in candidate_ids if i in found]
         adopted = {row.id: api_id for row, api_id in match_in_order(rows, candidates)}
         for row in rows:
             api_id = adopted.get(row.id)
@@ -182,8 +195,10 @@ class Reconciler:
         """No generation adopted for `row` this time. `absent`: the list was read and did not show it (True), showed
         candidates that could not be checked (False), or could not be read (None)."""
         if row.check_until is not None and now >= row.check_until:
-            # Not received only when a read of the list showed it absent; otherwise nobody can say.
-            not_received = absent is True or (absent is None and row.list_read_at is not None)
+            # Not received only when a late enough read of the list showed it absent; otherwise nobody can say.
+            last_read = now if absent is True else row.list_read_at if absent is None else None
+            proof_after = (row.checking_since or row.created_at) + self._schedule.proof_after_seconds
+            not_received = last_read is not None and last_read >= proof_after
             state, reason = (
                 (State.NOT_RECEIVED, NOT_RECEIVED_REASON) if not_received else (State.UNCONFIRMED, UNCONFIRMED_REASON)
             )

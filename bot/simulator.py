@@ -93,6 +93,8 @@ class SimulatorConfig:
     cost_per_video: int = 500_000
     low_balance_threshold: float = 5_000_000
     public_base_url: str | None = None
+    # A round trip added to every API request, as a distant API has (the benchmark uses it to show concurrency).
+    latency_seconds: float = 0.0
 
 
 @dataclass
@@ -126,6 +128,9 @@ class RecordedRequest:
     endpoint: str = ""
     # None when the simulator aborted the connection instead of answering.
     status: int | None = None
+    # time.monotonic() when the request arrived and when its answer left (None until then), whatever the clock.
+    received_at: float = 0.0
+    answered_at: float | None = None
 
 
 @dataclass
@@ -320,10 +325,15 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
     if request.can_read_body:
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             body = json.loads(await request.read())
-    record = RecordedRequest(request.method, request.path, dict(request.query), body, _endpoint_of(request))
+    record = RecordedRequest(
+        request.method, request.path, dict(request.query), body, _endpoint_of(request), received_at=time.monotonic()
+    )
     state.requests.append(record)
+    if config.latency_seconds > 0 and not request.path.startswith("/_sim/"):
+        await asyncio.sleep(config.latency_seconds)
     response = await _dispatch(request, handler, config)
     record.status = response.status if response is not None else None
+    record.answered_at = time.monotonic()
     # aiohttp still wants a response object; it cannot be delivered over an aborted transport.
     return response if response is not None else web.Response(status=500)
 
@@ -725,6 +735,7 @@ _LIVE_CONFIG_FIELDS: dict[str, type] = {
     "complete_after": float,
     "lookup_fault_rate": float,
     "slow_seconds": float,
+    "latency_seconds": float,
     "balance": float,
     "low_balance_threshold": float,
     "cost_per_video": int,
@@ -940,6 +951,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--slow-seconds", type=float, default=30.0, help="how long a 'slow' fault holds its answer")
     parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every API request, like a real round trip"
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -1009,6 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         complete_after=args.complete_after,
         fail_marker=args.fail_marker,
         lookup_fault_rate=args.lookup_fault_rate,
+        latency_seconds=args.latency,
         slow_seconds=args.slow_seconds,
         seed=args.seed,
         legacy_enabled=not args.legacy_disabled,

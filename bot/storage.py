@@ -1,4 +1,5 @@
-"""SQLite storage: one aiosqlite connection, WAL, numbered migrations, every SQL statement of the bot."""
+"""SQLite storage: one writing connection (in a thread of its own), reading connections beside it, WAL, numbered
+migrations, every SQL statement of the bot."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import aiosqlite
 
 from .models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
 from .quota import GuildRules, ServerLimits, Usage
+from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Each entry moves the schema one version up; PRAGMA user_version records how far a file has come.
 MIGRATIONS: tuple[str, ...] = (
@@ -83,6 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE generations ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
     """,
     """
+    ALTER TABLE generations ADD COLUMN checking_since REAL;
     ALTER TABLE generations ADD COLUMN next_check_at REAL;
     ALTER TABLE generations ADD COLUMN check_until REAL;
     ALTER TABLE generations ADD COLUMN list_read_at REAL;
@@ -179,11 +184,36 @@ class StateCount:
     reported_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class UsageCounts:
+    """Which day totals to count besides a member's own: each one reads every row of the day."""
+
+    server: bool = True
+    everyone: bool = True
+
+    @classmethod
+    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
+        """Only the totals these limits check."""
+        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
+
+
+class TrackedGeneration(NamedTuple):
+    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
+
+    A tuple rather than a dataclass: every cycle makes one per running generation."""
+
+    id: int
+    api_id: str
+    api_state: str | None
+    started_at: float
+
+
 _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
     "expand_prompt, state, api_state, video_url, thumbnail_url, last_frame_url, failure_reason, "
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
-    "announced_at, announce_attempts, delivery, model, extras_json, next_check_at, check_until, list_read_at, "
+    "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
+    "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
     "limits_exempt"
 )
@@ -218,6 +248,7 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         delivery=Delivery(row["delivery"]) if row["delivery"] else None,
         model=row["model"],
         extras=json.loads(row["extras_json"]),
+        checking_since=row["checking_since"],
         next_check_at=row["next_check_at"],
         check_until=row["check_until"],
         list_read_at=row["list_read_at"],
@@ -263,20 +294,184 @@ class _WriteTrouble:
             self._failing_since = self._logged_at = None
 
 
+_API_UPDATE = (
+    "UPDATE generations SET api_state = ?, state = ?,"
+    " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
+    " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
+    " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
+    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
+    " WHERE id = ? AND state = ?"
+)
+_TIME_OUT = (
+    "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state = ?"
+)
+
+
+def _api_update_params(row_id: int, api: ApiGeneration, now: float, expected: State) -> tuple[object, ...]:
+    """What the API said of a generation, as our row records it; a final answer finishes it."""
+    if api.is_completed:
+        state = State.COMPLETED
+    elif api.is_failed:
+        state = State.FAILED
+    else:
+        state = State.RUNNING
+    failure = api.failure_reason or ("The video service reported a failure." if api.is_failed else None)
+    return (
+        api.state,
+        state.value,
+        api.video_url,
+        api.thumbnail_url,
+        api.last_frame_url,
+        failure,
+        api.credits_used,
+        api.usd_spent,
+        state.is_final,
+        now,
+        now,
+        row_id,
+        expected.value,
+    )
+
+
+def _time_out_params(row_id: int, reason: str, now: float) -> tuple[object, ...]:
+    return (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value)
+
+
+Query = tuple[str, tuple[object, ...]]
+
+
+def _member_usage_query(guild_id: int, requester_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FILTER (WHERE {_COUNTED} AND created_at >= ?), COUNT(*) FILTER (WHERE {_IN_FLIGHT}),"
+        f" MAX(created_at) FILTER (WHERE state != 'rejected')"
+        f" FROM generations WHERE guild_id = ? AND requester_id = ?",
+        (since, guild_id, requester_id),
+    )
+
+
+def _everyone_usage_query(guild_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FILTER (WHERE {_COUNTED}), COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = ?)"
+        f" FROM generations WHERE created_at >= ?",
+        (guild_id, since),
+    )
+
+
+def _server_usage_query(guild_id: int, since: float) -> Query:
+    return (
+        f"SELECT COUNT(*) FROM generations WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}",
+        (guild_id, since),
+    )
+
+
+def _usage_now(
+    connection: sqlite3.Connection, guild_id: int, requester_id: int, since: float, counts: UsageCounts
+) -> Usage:
+    """A member's usage, read on the writing connection inside the reservation's transaction."""
+    user, running, last_submitted = connection.execute(*_member_usage_query(guild_id, requester_id, since)).fetchone()
+    server = everyone = 0
+    if counts.everyone:
+        everyone, server = connection.execute(*_everyone_usage_query(guild_id, since)).fetchone()
+    elif counts.server:
+        server = connection.execute(*_server_usage_query(guild_id, since)).fetchone()[0]
+    return Usage(
+        user_today=user,
+        server_today=server,
+        everyone_today=everyone,
+        user_running=running,
+        user_last_submitted_at=last_submitted,
+    )
+
+
+def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
+    mine = "state = 'queued' AND guild_id = ? AND requester_id = ?"
+    return (
+        f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = ?),"
+        f" COUNT(*) FILTER (WHERE {mine}), COUNT(*) FILTER (WHERE {mine} AND COALESCE(not_before, 0) <= ?)"
+        " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
+        (guild_id, guild_id, requester_id, guild_id, requester_id, now),
+    )
+
+
+def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
+    """The usage with what the running caps and the member's queue look at."""
+    everyone, server, user_queued, ready = row if row is not None else (0, 0, 0, 0)
+    return replace(
+        usage, everyone_running=everyone, server_running=server, user_queued=user_queued, waiting_ready=ready
+    )
+
+
+def _with_queue(connection: sqlite3.Connection, usage: Usage, guild_id: int, requester_id: int, now: float) -> Usage:
+    return _queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
+
+
+async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    """A whole query in one hop to the connection's thread. A statement left open across an await would keep its
+    read transaction open, and every other read of that connection would see the database as it was then."""
+    return list(await connection.execute_fetchall(sql, params))
+
+
+async def _one(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+    rows = await _all(connection, sql, params)
+    return rows[0] if rows else None
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("ROLLBACK")
+
+
 class GenerationStore:
     """The bot's SQLite database."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        writer: SqliteWriter,
+        *,
+        command_reader: aiosqlite.Connection | None = None,
+        background_reader: aiosqlite.Connection | None = None,
+    ) -> None:
+        # Every write goes through `writer`, the one writing connection; reads go through connections of their own
+        # (WAL lets them run beside a write), so that a command's reads never wait in a thread busy with the
+        # tracker's work, nor the reverse. `connection` serves the migrations and the operators' reports.
         self._db = connection
-        # One connection is shared by every coroutine: a write issued while another coroutine holds an
-        # explicit transaction would silently join (and roll back with) it, so writes take turns.
-        self._write_lock = asyncio.Lock()
+        self._writer = writer
+        self._reads = command_reader or connection
+        self._background_reads = background_reader or connection
         self._write_trouble = _WriteTrouble()
 
     @classmethod
     async def open(cls, path: Path) -> GenerationStore:
         """Open (creating its folder and file if needed) and migrate the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        opened: list[aiosqlite.Connection] = []
+        writer: SqliteWriter | None = None
+        try:
+            connection = await cls._connect(path, opened)
+            # WAL lets readers run beside the writes.
+            await connection.execute("PRAGMA journal_mode = WAL")
+            await cls._migrate(connection)
+            # FULL sync so an acknowledged row survives a crash of the host, not only of the process.
+            writer = SqliteWriter(
+                path, ("PRAGMA busy_timeout = 5000", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON")
+            )
+            await writer.open()
+            readers = [await cls._connect(path, opened) for _ in range(2)]
+            for reader in readers:
+                await reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            if writer is not None:
+                await writer.close()
+            for each in opened:
+                await each.close()
+            raise
+        return cls(connection, writer, command_reader=readers[0], background_reader=readers[1])
+
+    @staticmethod
+    async def _connect(path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
         connecting = aiosqlite.connect(path, isolation_level=None)
         try:
             connection = await connecting
@@ -285,26 +480,22 @@ class GenerationStore:
             # would print "Event loop is closed" tracebacks after the bot's one-line error.
             await asyncio.to_thread(connecting._thread.join, 5.0)
             raise
+        opened.append(connection)
         connection.row_factory = sqlite3.Row
-        try:
-            # WAL lets readers run beside the tracker's writes; FULL sync so an acknowledged row survives
-            # a crash of the host, not only of the process.
-            await connection.execute("PRAGMA journal_mode = WAL")
-            await connection.execute("PRAGMA synchronous = FULL")
-            await connection.execute("PRAGMA busy_timeout = 5000")
-            await connection.execute("PRAGMA foreign_keys = ON")
-            store = cls(connection)
-            await store.migrate()
-        except BaseException:
-            await connection.close()
-            raise
-        return store
+        await connection.execute("PRAGMA busy_timeout = 5000")
+        return connection
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._writer.close()
+        for connection in dict.fromkeys((self._reads, self._background_reads, self._db)):
+            await connection.close()
 
     async def migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
+        await self._migrate(self._db)
+
+    @staticmethod
+    async def _migrate(connection: aiosqlite.Connection) -> None:
+        async with connection.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
@@ -313,7 +504,7 @@ class GenerationStore:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # executescript commits first, so the migration and its version bump go in one explicit script.
-            await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+            await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
             log.info("Database migrated to schema version %d", number)
 
     async def journal_mode(self) -> str:
@@ -336,70 +527,68 @@ class GenerationStore:
         model: str = LEGACY_MODEL,
         admit: Callable[[Usage], None] | None = None,
         counted_since: float = 0.0,
+        counts: UsageCounts | None = None,
     ) -> Generation:
         """Record a generation before its create request leaves, so a crash mid-request stays visible.
 
         With `admit`, the member's usage is read and the row inserted in one transaction: `admit` raises to
         refuse, and no burst of simultaneous requests can slip past a limit between the count and the insert.
+        `counts` says which day totals `admit` needs beyond the member's own (all by default).
         """
+        counts = counts or UsageCounts()
 
-        async def reserve() -> int:
-            async with self._writing():
-                try:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    if admit is not None:
-                        admit(await self._usage(guild_id, requester_id, counted_since))
-                    async with self._db.execute(
-                        "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                        " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            kind.value,
-                            guild_id,
-                            channel_id,
-                            requester_id,
-                            options.prompt,
-                            options.aspect_ratio,
-                            int(options.expand_prompt),
-                            parent_api_id,
-                            State.SUBMITTING.value,
-                            now,
-                            now,
-                            model,
-                            json.dumps(options.extras, sort_keys=True),
-                        ),
-                    ) as cursor:
-                        assert cursor.lastrowid is not None
-                        row_id = cursor.lastrowid
-                    await self._db.execute("COMMIT")
-                    return row_id
-                except BaseException:
-                    if self._db.in_transaction:
-                        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
-                        with contextlib.suppress(sqlite3.OperationalError):
-                            await self._db.execute("ROLLBACK")
-                    raise
+        values = (
+            kind.value,
+            guild_id,
+            channel_id,
+            requester_id,
+            options.prompt,
+            options.aspect_ratio,
+            int(options.expand_prompt),
+            parent_api_id,
+            State.SUBMITTING.value,
+            now,
+            now,
+            model,
+            json.dumps(options.extras, sort_keys=True),
+        )
 
-        # Shielded: a cancelled command must not split the transaction and leave it open for every later write.
-        row_id = await asyncio.shield(reserve())
+        def reserve_now(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if admit is not None:
+                    admit(_usage_now(connection, guild_id, requester_id, counted_since, counts))
+                cursor = connection.execute(
+                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                assert cursor.lastrowid is not None
+                connection.execute("COMMIT")
+                return cursor.lastrowid
+            except BaseException:
+                _roll_back(connection)
+                raise
+
+        # The writer runs it whole even if the command is cancelled: the transaction is never left open.
+        row_id = await self._run_write(reserve_now)
         return await self._require(row_id)
 
-    async def _usage(self, guild_id: int, requester_id: int, since: float) -> Usage:
-        async with self._db.execute(
-            f"SELECT"
-            f" COUNT(*) FILTER (WHERE {_COUNTED}),"
-            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild),"
-            f" COUNT(*) FILTER (WHERE {_COUNTED} AND guild_id = :guild AND requester_id = :user)"
-            f" FROM generations WHERE created_at >= :since",
-            {"guild": guild_id, "user": requester_id, "since": since},
-        ) as cursor:
-            everyone, server, user = await cursor.fetchone() or (0, 0, 0)
-        async with self._db.execute(
-            f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), MAX(created_at) FILTER (WHERE state != 'rejected')"
-            f" FROM generations WHERE guild_id = ? AND requester_id = ?",
-            (guild_id, requester_id),
-        ) as cursor:
-            running, last_submitted = await cursor.fetchone() or (0, None)
+    async def _usage(
+        self, connection: aiosqlite.Connection, guild_id: int, requester_id: int, since: float, counts: UsageCounts
+    ) -> Usage:
+        # The member's own figures come through the member's index; the server's and the bot's day totals scan every
+        # row of the day, so they are counted only where a limit (or /quota) needs them.
+        mine = await _one(connection, *_member_usage_query(guild_id, requester_id, since))
+        user, running, last_submitted = mine if mine is not None else (0, 0, None)
+        server = everyone = 0
+        if counts.everyone:
+            totals = await _one(connection, *_everyone_usage_query(guild_id, since))
+            everyone, server = totals if totals is not None else (0, 0)
+        elif counts.server:
+            total = await _one(connection, *_server_usage_query(guild_id, since))
+            server = total[0] if total is not None else 0
         return Usage(
             user_today=user,
             server_today=server,
@@ -408,14 +597,17 @@ class GenerationStore:
             user_last_submitted_at=last_submitted,
         )
 
-    async def usage_now(self, guild_id: int, requester_id: int, counted_since: float) -> Usage:
-        """A member's standing against the limits (for /quota)."""
-        return await self._usage(guild_id, requester_id, counted_since)
+    async def usage_now(
+        self, guild_id: int, requester_id: int, counted_since: float, counts: UsageCounts | None = None
+    ) -> Usage:
+        """A member's standing against the limits (for /quota, and the check before a command answers)."""
+        return await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
 
     async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
         """A server's generations since `since`, all counted one way: a video is a generation or extension the
         API accepted and did not report failed (what is paid for); failures and refusals are counted apart."""
-        async with self._db.execute(
+        totals = await _one(
+            self._db,
             f"SELECT"
             f" COUNT(*) FILTER (WHERE kind = 'generate' AND {_COUNTED}),"
             f" COUNT(*) FILTER (WHERE kind = 'extend' AND {_COUNTED}),"
@@ -424,34 +616,37 @@ class GenerationStore:
             f" COUNT(*) FILTER (WHERE {_COUNTED})"
             f" FROM generations WHERE guild_id = ? AND created_at >= ?",
             (guild_id, since),
-        ) as cursor:
-            generations, extensions, failures, refused, charged = await cursor.fetchone() or (0, 0, 0, 0, 0)
-        async with self._db.execute(
+        )
+        generations, extensions, failures, refused, charged = totals if totals is not None else (0, 0, 0, 0, 0)
+        top_rows = await _all(
+            self._db,
             f"SELECT requester_id, COUNT(*) AS videos FROM generations"
             f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}"
             f" GROUP BY requester_id ORDER BY videos DESC, requester_id LIMIT ?",
             (guild_id, since, top),
-        ) as cursor:
-            top_members = [(int(row[0]), int(row[1])) for row in await cursor.fetchall()]
-        async with self._db.execute(
+        )
+        top_members = [(int(row[0]), int(row[1])) for row in top_rows]
+        spend_rows = await _all(
+            self._db,
             f"SELECT requester_id, model, COUNT(*), COUNT(credits_used), COALESCE(SUM(credits_used), 0),"
             f" COUNT(usd_spent), COALESCE(SUM(usd_spent), 0.0) FROM generations"
             f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED} GROUP BY requester_id, model",
             (guild_id, since),
-        ) as cursor:
-            spend = [SpendRow(*row) for row in await cursor.fetchall()]
+        )
+        spend = [SpendRow(*row) for row in spend_rows]
         return UsageReport(generations, extensions, failures, refused, charged, top_members, spend)
 
     async def state_counts(self) -> list[StateCount]:
         """Every generation counted by state and by the API's own state, for the metrics."""
-        async with self._db.execute(
+        rows = await _all(
+            self._db,
             f"SELECT state, api_state, COUNT(*), COUNT(*) FILTER (WHERE {_COUNTED}),"
             f" COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND announced_at IS NULL),"
             f" COUNT(credits_used) FILTER (WHERE {_COUNTED}),"
             f" COALESCE(SUM(credits_used) FILTER (WHERE {_COUNTED}), 0)"
-            f" FROM generations GROUP BY state, api_state"
-        ) as cursor:
-            return [StateCount(*row) for row in await cursor.fetchall()]
+            f" FROM generations GROUP BY state, api_state",
+        )
+        return [StateCount(*row) for row in rows]
 
     async def mark_submitted(self, row_id: int, api: ApiGeneration, now: float) -> Generation:
         """The API accepted the create: keep its id, from now on the tracker follows it."""
@@ -493,11 +688,12 @@ class GenerationStore:
     ) -> Generation:
         """The create's outcome is unknown: look for it in the account's list until `check_until`."""
         await self._write(
-            "UPDATE generations SET state = ?, failure_reason = ?, next_check_at = ?, check_until = ?,"
-            " notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+            "UPDATE generations SET state = ?, failure_reason = ?, checking_since = ?, next_check_at = ?,"
+            " check_until = ?, notice_sent_at = ?, updated_at = ? WHERE id = ? AND state = ?",
             (
                 State.CHECKING.value,
                 reason,
+                now,
                 next_check_at,
                 check_until,
                 now if requester_told else None,
@@ -514,8 +710,10 @@ class GenerationStore:
 
     async def submitting_prompts(self) -> set[str]:
         """Prompts of creates still waiting for their answer: their generations may be listed before they return."""
-        async with self._db.execute("SELECT prompt FROM generations WHERE state = ?", (State.SUBMITTING.value,)) as c:
-            return {str(row[0]) for row in await c.fetchall()}
+        rows = await _all(
+            self._background_reads, "SELECT prompt FROM generations WHERE state = ?", (State.SUBMITTING.value,)
+        )
+        return {str(row[0]) for row in rows}
 
     async def tracked_api_ids(self, api_ids: Collection[str]) -> set[str]:
         """Which of these API ids a row already follows."""
@@ -524,8 +722,10 @@ class GenerationStore:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ", ".join("?" for _ in chunk)
-            async with self._db.execute(f"SELECT api_id FROM generations WHERE api_id IN ({marks})", chunk) as cursor:
-                found.update(str(row[0]) for row in await cursor.fetchall())
+            rows = await _all(
+                self._background_reads, f"SELECT api_id FROM generations WHERE api_id IN ({marks})", chunk
+            )
+            found.update(str(row[0]) for row in rows)
         return found
 
     async def adopt(
@@ -570,44 +770,42 @@ class GenerationStore:
         self, row_id: int, api: ApiGeneration, now: float, *, expected: State = State.RUNNING
     ) -> Generation:
         """Store what the API says of a generation in the `expected` state; a final answer finishes it (once)."""
-        if api.is_completed:
-            state = State.COMPLETED
-        elif api.is_failed:
-            state = State.FAILED
-        else:
-            state = State.RUNNING
-        failure = api.failure_reason or ("The video service reported a failure." if api.is_failed else None)
-        await self._write(
-            "UPDATE generations SET api_state = ?, state = ?,"
-            " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
-            " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
-            " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
-            " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
-            " WHERE id = ? AND state = ?",
-            (
-                api.state,
-                state.value,
-                api.video_url,
-                api.thumbnail_url,
-                api.last_frame_url,
-                failure,
-                api.credits_used,
-                api.usd_spent,
-                state.is_final,
-                now,
-                now,
-                row_id,
-                expected.value,
-            ),
-        )
+        await self._write(_API_UPDATE, _api_update_params(row_id, api, now, expected))
         return await self._require(row_id)
 
+    async def record_lookups(
+        self, updates: Sequence[tuple[int, ApiGeneration]], timed_out: Sequence[int], timeout_reason: str, now: float
+    ) -> list[int]:
+        """Store one batch of look-ups in one short transaction: the rows whose API state changed, and the running
+        rows past their deadline. Returns the rows this made final, oldest first: they are to be announced."""
+        if not updates and not timed_out:
+            return []
+
+        def record(connection: sqlite3.Connection) -> list[int]:
+            finished: list[int] = []
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for row_id, api in updates:
+                    row = connection.execute(
+                        _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
+                    ).fetchone()
+                    if row is not None and State(row[0]).is_final:
+                        finished.append(row_id)
+                for row_id in timed_out:
+                    if connection.execute(
+                        _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
+                    ).fetchone():
+                        finished.append(row_id)
+                connection.execute("COMMIT")
+            except BaseException:
+                _roll_back(connection)
+                raise
+            return sorted(finished)
+
+        return await self._run_write(record, background=True)
+
     async def mark_timed_out(self, row_id: int, reason: str, now: float) -> Generation:
-        await self._write(
-            "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-            " WHERE id = ? AND state = ?",
-            (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value),
-        )
+        await self._write(_TIME_OUT, _time_out_params(row_id, reason, now), background=True)
         return await self._require(row_id)
 
     async def claim_announcement(self, row_id: int, now: float) -> None:
@@ -616,20 +814,21 @@ class GenerationStore:
             "UPDATE generations SET announce_claimed_at = COALESCE(announce_claimed_at, ?),"
             " announce_attempts = announce_attempts + 1 WHERE id = ?",
             (now, row_id),
+            background=True,
         )
 
     async def mark_announced(self, row_id: int, delivery: Delivery, now: float) -> None:
         await self._write(
             "UPDATE generations SET announced_at = ?, delivery = ?, updated_at = ?"
-            " WHERE id = ? AND announced_at IS NULL",
+            " WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
             (now, delivery.value, now, row_id),
+            background=True,
         )
 
     # --- generations: reading ---------------------------------------------------------------------------
 
     async def get(self, row_id: int) -> Generation | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
         return _generation_from_row(row) if row else None
 
     async def _require(self, row_id: int) -> Generation:
@@ -638,35 +837,65 @@ class GenerationStore:
             raise LookupError(f"generation row {row_id} does not exist")
         return generation
 
-    async def last_reported_cost(self, model: str, resolution: str | None, duration: int | None) -> int | None:
+    async def last_reported_cost(
+        self, model: str, resolution: str | None, duration: int | None, hdr: bool = False
+    ) -> int | None:
         """What the API last reported a video of this model and these settings cost, if it ever did."""
-        async with self._db.execute(
+        row = await _one(
+            self._reads,
             "SELECT credits_used FROM generations WHERE model = ? AND credits_used IS NOT NULL"
             " AND json_extract(extras_json, '$.resolution') IS ? AND json_extract(extras_json, '$.duration') IS ?"
+            " AND COALESCE(json_extract(extras_json, '$.hdr'), 0) = ?"
             " ORDER BY finished_at DESC, id DESC LIMIT 1",
-            (model, resolution, duration),
-        ) as cursor:
-            row = await cursor.fetchone()
+            (model, resolution, duration, int(hdr)),
+        )
         return int(row[0]) if row else None
 
     async def latest_api_id(self, model: str, since: float) -> str | None:
         """The id of the newest generation of `model` made since `since`, if any."""
-        async with self._db.execute(
+        row = await _one(
+            self._reads,
             "SELECT api_id FROM generations WHERE model = ? AND api_id IS NOT NULL AND created_at >= ?"
             " ORDER BY created_at DESC, id DESC LIMIT 1",
             (model, since),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return str(row[0]) if row else None
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
         return _generation_from_row(row) if row else None
 
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         return await self._select("WHERE state = ? AND api_id IS NOT NULL ORDER BY id", (State.RUNNING.value,))
+
+    async def tracked(self) -> list[TrackedGeneration]:
+        """The running generations, oldest first, with only what a look-up needs (read through the partial index)."""
+        # The index's own condition is spelled out: SQLite uses a partial index only when the query implies it.
+        rows = await _all(
+            self._background_reads,
+            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
+            f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
+        )
+        return [TrackedGeneration._make(row) for row in rows]
+
+    async def unannounced_ids(self) -> list[int]:
+        """Finished generations whose requester has not been told yet, oldest first (ids only)."""
+        rows = await _all(
+            self._background_reads,
+            "SELECT id FROM generations WHERE announced_at IS NULL AND finished_at IS NOT NULL"
+            " ORDER BY finished_at, id",
+        )
+        return [row[0] for row in rows]
+
+    async def unannounced_generation(self, row_id: int) -> Generation | None:
+        """The generation, if it is finished and its requester has not been told yet."""
+        row = await _one(
+            self._background_reads,
+            f"SELECT {_COLUMNS} FROM generations WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
+            (row_id,),
+        )
+        return _generation_from_row(row) if row else None
 
     async def unannounced(self) -> list[Generation]:
         """Finished generations whose requester has not been told yet, oldest first."""
@@ -690,24 +919,27 @@ class GenerationStore:
         )
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
-        async with self._db.execute(f"SELECT {_COLUMNS} FROM generations {where}", params) as cursor:
-            return [_generation_from_row(row) for row in await cursor.fetchall()]
+        return [
+            _generation_from_row(row)
+            for row in await _all(self._reads, f"SELECT {_COLUMNS} FROM generations {where}", params)
+        ]
 
-    async def _write(self, sql: str, params: Sequence[object]) -> int:
+    async def _write(self, sql: str, params: Sequence[object], *, background: bool = False) -> int:
         """Run one writing statement in its own transaction; returns the last inserted row id."""
-        async with self._writing(), self._db.execute(sql, params) as cursor:
-            return cursor.lastrowid or 0
+        return await self._run_write(
+            lambda connection: connection.execute(sql, params).lastrowid or 0, background=background
+        )
 
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """Take the write turn; a database that cannot be written raises StorageUnavailable (logged once a minute)."""
-        async with self._write_lock:
-            try:
-                yield
-            except (sqlite3.OperationalError, OSError) as error:
-                self._write_trouble.failed(error)
-                raise StorageUnavailable(str(error)) from error
-            self._write_trouble.succeeded()
+    async def _run_write(self, work: Callable[[sqlite3.Connection], T], *, background: bool = False) -> T:
+        """Run a write on the writing connection; a database that cannot be written raises StorageUnavailable (its
+        cause logged once a minute)."""
+        try:
+            result = await self._writer.run(work, background=background)
+        except (sqlite3.OperationalError, OSError) as error:
+            self._write_trouble.failed(error)
+            raise StorageUnavailable(str(error)) from error
+        self._write_trouble.succeeded()
+        return result
 
     # --- the queue ----------------------------------------------------------------------------------------
 
@@ -725,79 +957,59 @@ class GenerationStore:
         counted_since: float,
         decide: Callable[[Usage], bool],
         limits_exempt: bool = False,
+        counts: UsageCounts | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
-        says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves)."""
+        says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
+        `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
+        counts = counts or UsageCounts()
 
-        async def work() -> int:
-            usage = await self._queue_usage(guild_id, requester_id, counted_since, now)
-            queued = decide(usage)
-            state = State.QUEUED if queued else State.SUBMITTING
-            async with self._db.execute(
-                "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    kind.value,
-                    guild_id,
-                    channel_id,
-                    requester_id,
-                    options.prompt,
-                    options.aspect_ratio,
-                    int(options.expand_prompt),
-                    parent_api_id,
-                    state.value,
-                    now,
-                    now,
-                    model,
-                    json.dumps(options.extras, sort_keys=True),
-                    now if queued else None,
-                    None if queued else now,
-                    int(limits_exempt),
-                ),
-            ) as cursor:
+        def reserve_now(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
+                queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
+                state = State.QUEUED if queued else State.SUBMITTING
+                cursor = connection.execute(
+                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
+                    " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        kind.value,
+                        guild_id,
+                        channel_id,
+                        requester_id,
+                        options.prompt,
+                        options.aspect_ratio,
+                        int(options.expand_prompt),
+                        parent_api_id,
+                        state.value,
+                        now,
+                        now,
+                        model,
+                        json.dumps(options.extras, sort_keys=True),
+                        now if queued else None,
+                        None if queued else now,
+                        int(limits_exempt),
+                    ),
+                )
                 assert cursor.lastrowid is not None
+                connection.execute("COMMIT")
                 return cursor.lastrowid
+            except BaseException:
+                _roll_back(connection)
+                raise
 
-        return await self._require(await self._in_transaction(work))
+        # The writer runs it whole even if the command is cancelled: the transaction is never left open.
+        return await self._require(await self._run_write(reserve_now))
 
-    async def _in_transaction(self, work: Callable[[], Awaitable[int]]) -> int:
-        """Run `work` inside BEGIN IMMEDIATE (the count and the write it decides see the same rows)."""
-
-        async def run() -> int:
-            async with self._writing():
-                try:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    result = await work()
-                    await self._db.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if self._db.in_transaction:
-                        with contextlib.suppress(sqlite3.OperationalError):
-                            await self._db.execute("ROLLBACK")
-                    raise
-
-        # Shielded: a cancelled caller must not leave the transaction open for every later write.
-        return await asyncio.shield(run())
-
-    async def _queue_usage(self, guild_id: int, requester_id: int, counted_since: float, now: float) -> Usage:
-        usage = await self._usage(guild_id, requester_id, counted_since)
-        async with self._db.execute(
-            f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = :guild),"
-            " COUNT(*) FILTER (WHERE state = 'queued' AND guild_id = :guild AND requester_id = :user),"
-            " COUNT(*) FILTER (WHERE state = 'queued' AND guild_id = :guild AND requester_id = :user"
-            " AND COALESCE(not_before, 0) <= :now)"
-            " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
-            {"guild": guild_id, "user": requester_id, "now": now},
-        ) as cursor:
-            everyone, server, user_queued, ready = await cursor.fetchone() or (0, 0, 0, 0)
-        return replace(
-            usage, everyone_running=everyone, server_running=server, user_queued=user_queued, waiting_ready=ready
-        )
-
-    async def queue_usage_now(self, guild_id: int, requester_id: int, counted_since: float, now: float) -> Usage:
+    async def queue_usage_now(
+        self, guild_id: int, requester_id: int, counted_since: float, now: float, counts: UsageCounts | None = None
+    ) -> Usage:
         """A member's standing against the limits and the running caps, before anything is reserved."""
-        return await self._queue_usage(guild_id, requester_id, counted_since, now)
+        usage = await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
+        row = await _one(self._reads, *_queue_query(guild_id, requester_id, now))
+        return _queue_usage(usage, row)
 
     async def queued(self) -> list[Generation]:
         """Every job waiting for a slot, oldest first."""
@@ -805,50 +1017,58 @@ class GenerationStore:
 
     async def running_counts(self) -> dict[tuple[int, int], int]:
         """Jobs at the API (or being sent, or looked for) per server and member."""
-        async with self._db.execute(
+        rows = await _all(
+            self._reads,
             f"SELECT guild_id, requester_id, COUNT(*) FROM generations WHERE {_IN_FLIGHT}"
-            " GROUP BY guild_id, requester_id"
-        ) as cursor:
-            return {(int(row[0]), int(row[1])): int(row[2]) for row in await cursor.fetchall()}
+            " GROUP BY guild_id, requester_id",
+        )
+        return {(int(row[0]), int(row[1])): int(row[2]) for row in rows}
 
     async def last_starts(self, since: float) -> dict[tuple[int, int], float]:
         """When each server's members last had a job sent to the API (since `since`): the queue's fairness."""
-        async with self._db.execute(
+        rows = await _all(
+            self._reads,
             "SELECT guild_id, requester_id, MAX(COALESCE(started_at, created_at)) FROM generations"
             " WHERE created_at >= ? AND state NOT IN ('queued', 'cancelled', 'expired')"
             " GROUP BY guild_id, requester_id",
             (since,),
-        ) as cursor:
-            return {(int(row[0]), int(row[1])): float(row[2]) for row in await cursor.fetchall()}
+        )
+        return {(int(row[0]), int(row[1])): float(row[2]) for row in rows}
 
     async def claim_queued(
         self, row_id: int, now: float, *, max_running: int, server_cap: int, user_cap: int
     ) -> Generation | None:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
-        async def work() -> int:
-            async with self._db.execute(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
-                " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
-                " AND generations.requester_id = q.requester_id)"
-                " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
-                " WHERE generations.state IN ('submitting', 'running', 'checking')",
-                (row_id,),
-            ) as cursor:
-                everyone, server, user = await cursor.fetchone() or (0, 0, 0)
-            if (
-                (max_running and everyone >= max_running)
-                or (server_cap and server >= server_cap)
-                or (user_cap and user >= user_cap)
-            ):
-                return 0
-            async with self._db.execute(
-                "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
-            ) as cursor:
-                return cursor.rowcount
+        def claim(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                everyone, server, user = connection.execute(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
+                    " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
+                    " AND generations.requester_id = q.requester_id)"
+                    " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
+                    " WHERE generations.state IN ('submitting', 'running', 'checking')",
+                    (row_id,),
+                ).fetchone()
+                full = (
+                    (max_running and everyone >= max_running)
+                    or (server_cap and server >= server_cap)
+                    or (user_cap and user >= user_cap)
+                )
+                claimed = 0
+                if not full:
+                    claimed = connection.execute(
+                        "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                        (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+                    ).rowcount
+                connection.execute("COMMIT")
+                return claimed
+            except BaseException:
+                _roll_back(connection)
+                raise
 
-        return await self._require(row_id) if await self._in_transaction(work) else None
+        return await self._require(row_id) if await self._run_write(claim) else None
 
     async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
         """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""
@@ -885,31 +1105,32 @@ class GenerationStore:
 
     async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
         """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""
-        async with self._db.execute(
+        rows = await _all(
+            self._db,
             "SELECT started_at - queued_at FROM generations"
             " WHERE guild_id = ? AND created_at >= ? AND queued_at IS NOT NULL",
             (guild_id, since),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        )
         return len(rows), [float(row[0]) for row in rows if row[0] is not None]
 
     # --- server rules -----------------------------------------------------------------------------------
 
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
-        async with self._db.execute(
+        row = await _one(
+            self._reads,
             f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
-        async with self._db.execute(
-            "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value", (guild_id,)
-        ) as cursor:
-            for kind, value in await cursor.fetchall():
-                entries[kind].append(value)
+        for kind, value in await _all(
+            self._reads,
+            "SELECT kind, value FROM guild_rule_entries WHERE guild_id = ? ORDER BY kind, value",
+            (guild_id,),
+        ):
+            entries[kind].append(value)
         return GuildRules(
             limits=defaults.merged(overrides),
             overridden=frozenset(name for name, value in overrides.items() if value is not None),
@@ -969,14 +1190,13 @@ class GenerationStore:
         )
 
     async def _write_count(self, sql: str, params: Sequence[object]) -> int:
-        async with self._writing(), self._db.execute(sql, params) as cursor:
-            return cursor.rowcount
+        """Run one writing statement in its own transaction; returns how many rows it changed."""
+        return await self._run_write(lambda connection: connection.execute(sql, params).rowcount)
 
     # --- bot metadata -----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._db.execute("SELECT value FROM bot_meta WHERE key = ?", (key,)) as cursor:
-            row = await cursor.fetchone()
+        row = await _one(self._reads, "SELECT value FROM bot_meta WHERE key = ?", (key,))
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:

@@ -1,4 +1,10 @@
-"""The tracker: follows every running generation and announces each finished one exactly once."""
+"""The tracker: follows every running generation and announces each finished one exactly once.
+
+A pipeline whose cost follows what changed: the running set is read (ids and states only), looked up in concurrent
+batches, each batch's changed rows are written in one short transaction, and the generations it finished go straight
+to the announcements, which run at their own pace in a task of their own. Periodic side jobs (the balance watch)
+have their own task too, so that none of the three waits for a whole pass of another.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Protocol
 
-from .api_client import VideoApiError
+from .api_client import LOOKUP_BATCH_SIZE, VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
-from .models import Delivery, Generation
+from .models import ApiGeneration, Delivery, Generation
 from .queue import QueueRunner
 from .reconcile import Reconciler
-from .storage import GenerationStore, StorageUnavailable
+from .storage import GenerationStore, StorageUnavailable, TrackedGeneration
+from .video_api import model_of
 
 log = logging.getLogger(__name__)
 
 # Announcements that fail for passing reasons (Discord down) are retried this many times, about once a cycle.
 MAX_ANNOUNCE_ATTEMPTS = 20
+# Look-up requests in flight at once: at a 150 ms round trip, the 200 requests of 10 000 running generations need
+# at least 10 to end within 3 seconds.
+LOOKUP_CONCURRENCY = 16
+# Announcements sent at once (discord.py still queues them per rate-limit bucket).
+ANNOUNCE_CONCURRENCY = 4
 
 
 class Announcer(Protocol):
@@ -34,7 +46,7 @@ class Announcer(Protocol):
 
 
 class Tracker:
-    """One background task: batched look-ups, deadlines, exactly-once announcements."""
+    """Background tasks: batched look-ups, deadlines, exactly-once announcements, periodic side jobs."""
 
     def __init__(
         self,
@@ -46,6 +58,7 @@ class Tracker:
         timeout_seconds: float,
         clock: Callable[[], float] = time.time,
         balance: BalanceService | None = None,
+        lookup_concurrency: int = LOOKUP_CONCURRENCY,
         reconciler: Reconciler | None = None,
         queue: QueueRunner | None = None,
     ) -> None:
@@ -58,43 +71,41 @@ class Tracker:
         self._poll_interval = poll_interval
         self._timeout_seconds = timeout_seconds
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-        self.last_cycle_at: float | None = None  # read by the heartbeat
+        self._lookup_concurrency = lookup_concurrency
+        self._tasks: list[asyncio.Task[None]] = []
+        # Finished generations waiting to be announced (an ordered set of row ids), and those being announced.
+        self._to_announce: dict[int, None] = {}
+        self._announcing: set[int] = set()
+        self._announce_wake = asyncio.Event()
+        self.last_cycle_at: float | None = None  # read by the heartbeat: when a look-up pass last ended
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="generation-tracker")
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._every_interval(self.poll), name="generation-lookups"),
+            asyncio.create_task(self._announce_continuously(), name="generation-announcements"),
+            asyncio.create_task(self._every_interval(self.run_side_jobs), name="tracker-side-jobs"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A bad cycle must not end tracking for good: log it and try again next period.
-                log.exception("Tracker cycle failed; retrying in %.1fs", self._poll_interval)
-            await asyncio.sleep(self._poll_interval)
+                await task
 
     async def run_once(self) -> None:
-        """One cycle: look up running generations, then announce finished ones."""
+        """One whole cycle, in order: look up running generations, announce finished ones, run the side jobs."""
         # Each step on its own: a failed look-up must not hold back announcing what already finished.
-        steps = (self.poll, self._run_queue, self._reconcile, self.notify_checking, self.announce_finished)
-        for step in (*steps, self._watch_balance):
+        for step in (self.poll, self.announce_finished, self.run_side_jobs):
             try:
                 await step()
             except StorageUnavailable:
                 pass  # the store names the cause in the log once a minute; the next cycle tries again
             except Exception:
                 log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
-        self.last_cycle_at = self._clock()
 
     async def _run_queue(self) -> None:
         if self._queue is not None:
@@ -110,48 +121,170 @@ class Tracker:
             if generation.notice_sent_at is None and await self._announcer.announce(generation) is not None:
                 await self._store.mark_notice_sent(generation.id, self._clock())
 
+    async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` once per poll interval, counted from the start of each run; a slow run is followed at once,
+        after a short breather."""
+        while True:
+            started = time.monotonic()
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bad cycle must not end tracking for good: log it and try again next period.
+                log.exception("Tracker step %s failed; retrying in %.1fs", step.__name__, self._poll_interval)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(self._poll_interval - elapsed, self._poll_interval / 4))
+
+    # --- periodic side jobs --------------------------------------------------------------------------------
+
+    async def run_side_jobs(self) -> None:
+        """Jobs that run beside the look-ups, once per interval; one failing never stops the others."""
+        for job in (self._run_queue, self._reconcile, self.notify_checking, self._watch_balance):
+            try:
+                await job()
+            except StorageUnavailable:
+                pass  # the store names the cause in the log once a minute; the next run tries again
+            except Exception:
+                log.exception("Tracker job %s failed; retrying next cycle", job.__name__)
+
     async def _watch_balance(self) -> None:
         if self._balance is not None:
             await self._balance.watch()
 
+    # --- look-ups ----------------------------------------------------------------------------------------
+
     async def poll(self) -> None:
-        running = await self._store.running()
-        if not running:
-            return
-        ids = [generation.api_id for generation in running if generation.api_id]
+        """One pass over the running generations: concurrent batched look-ups; each batch writes what changed and
+        hands what finished to the announcements at once."""
+        started = time.monotonic()
         try:
-            found = await self._api.fetch_many(ids)
-        except VideoApiError as error:
-            log.warning("Looking up %d running generations failed: %s", len(ids), error)
-            found = {}
-        now = self._clock()
+            running = await self._store.tracked()
+            if not running:
+                return
+            batches = self._batches(running)
+
+            async def worker() -> None:
+                # Workers share one iterator, so each batch is taken once and a slow batch holds up only its worker.
+                for batch in batches:
+                    await self._track_batch(batch)
+
+            workers = min(self._lookup_concurrency, -(-len(running) // LOOKUP_BATCH_SIZE))
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            log.debug("Looked up %d running generations in %.2fs", len(running), time.monotonic() - started)
+        finally:
+            self.last_cycle_at = self._clock()
+
+    @staticmethod
+    def _batches(running: Sequence[TrackedGeneration]) -> Iterator[list[TrackedGeneration]]:
+        """Batches of one endpoint each, so that a legacy batch is exactly one request."""
+        by_endpoint: dict[str, list[TrackedGeneration]] = {}
         for generation in running:
-            assert generation.api_id is not None
+            by_endpoint.setdefault(model_of(generation.api_id), []).append(generation)
+        for generations in by_endpoint.values():
+            for start in range(0, len(generations), LOOKUP_BATCH_SIZE):
+                yield generations[start : start + LOOKUP_BATCH_SIZE]
+
+    async def _track_batch(self, batch: Sequence[TrackedGeneration]) -> None:
+        try:
+            found = await self._look_up(batch)
+            finished = await self._record(batch, found)
+        except StorageUnavailable:
+            return  # named in the log once a minute by the store; looked up again next cycle
+        except Exception:
+            # One batch that breaks must not hold up the others; its rows are looked up again next cycle.
+            log.exception("Tracking a batch of %d generations failed; retrying next cycle", len(batch))
+            return
+        if finished:
+            self._to_announce.update(dict.fromkeys(finished))
+            self._announce_wake.set()
+
+    async def _look_up(self, batch: Sequence[TrackedGeneration]) -> dict[str, ApiGeneration]:
+        try:
+            return await self._api.fetch_many([generation.api_id for generation in batch])
+        except VideoApiError as error:
+            log.warning("Looking up %d running generations failed: %s", len(batch), error)
+            return {}
+
+    async def _record(self, batch: Sequence[TrackedGeneration], found: dict[str, ApiGeneration]) -> list[int]:
+        """Write what changed in this batch (nothing when nothing did); returns the rows it finished."""
+        now = self._clock()
+        updates: list[tuple[int, ApiGeneration]] = []
+        timed_out: list[int] = []
+        for generation in batch:
             fresh = found.get(generation.api_id)
-            if fresh is not None:
-                if fresh.state != generation.api_state:
-                    log.debug("Generation %s is now %s", generation.api_id, fresh.state)
-                generation = await self._store.apply_api_update(generation.id, fresh, now)
-                if generation.state.is_final:
-                    log.info("Generation %s finished: %s", generation.api_id, generation.state.value)
+            if fresh is not None and (fresh.is_final or fresh.state != generation.api_state):
+                log.debug("Generation %s is now %s", generation.api_id, fresh.state)
+                updates.append((generation.id, fresh))
+                if fresh.is_final:
+                    log.info("Generation %s finished: %s", generation.api_id, fresh.state)
                     continue
-            started = generation.submitted_at or generation.created_at
-            if now - started > self._timeout_seconds:
-                minutes = self._timeout_seconds / 60
-                log.info("Generation %s timed out after %.0f minutes", generation.api_id, minutes)
-                await self._store.mark_timed_out(
-                    generation.id,
-                    f"The video was not ready after {minutes:g} minutes, so the bot stopped waiting for it.",
-                    now,
-                )
+            if now - generation.started_at > self._timeout_seconds:
+                log.info("Generation %s timed out after %.0f minutes", generation.api_id, self._timeout_seconds / 60)
+                timed_out.append(generation.id)
+        return await self._store.record_lookups(updates, timed_out, self._timeout_reason(), now)
+
+    def _timeout_reason(self) -> str:
+        minutes = self._timeout_seconds / 60
+        return f"The video was not ready after {minutes:g} minutes, so the bot stopped waiting for it."
+
+    # --- announcements -------------------------------------------------------------------------------------
 
     async def announce_finished(self) -> None:
-        for generation in await self._store.unannounced():
-            try:
+        """Announce every finished generation whose requester has not been told yet, and return when done."""
+        self._to_announce.update(dict.fromkeys(await self._store.unannounced_ids()))
+
+        async def worker() -> None:
+            while self._to_announce:
+                await self._announce_next()
+
+        await asyncio.gather(*(worker() for _ in range(ANNOUNCE_CONCURRENCY)))
+
+    async def _announce_continuously(self) -> None:
+        """Workers announce what the look-ups hand over as soon as they do; once an interval, the database is also
+        searched for what is still unannounced (a restart's leftovers, retries after Discord failed, videos that
+        /status saw finish)."""
+        workers = [asyncio.create_task(self._announce_forever()) for _ in range(ANNOUNCE_CONCURRENCY)]
+        try:
+            while True:
+                try:
+                    waiting = await self._store.unannounced_ids()
+                except Exception:
+                    log.exception("Looking for unannounced generations failed; retrying in %.1fs", self._poll_interval)
+                else:
+                    self._to_announce.update(dict.fromkeys(waiting))
+                    self._announce_wake.set()
+                await asyncio.sleep(self._poll_interval)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _announce_forever(self) -> None:
+        # Each worker on its own: one announcement that Discord holds up occupies one worker, not the others.
+        while True:
+            while not self._to_announce:
+                self._announce_wake.clear()
+                await self._announce_wake.wait()
+            await self._announce_next()
+
+    async def _announce_next(self) -> None:
+        row_id = next(iter(self._to_announce))
+        del self._to_announce[row_id]
+        if row_id in self._announcing:
+            return
+        self._announcing.add(row_id)
+        try:
+            generation = await self._store.unannounced_generation(row_id)
+            if generation is not None:
                 await self._announce(generation)
-            except Exception:
-                # One generation that can't be announced must not hold up the others.
-                log.exception("Announcing generation row %d failed; retrying next cycle", generation.id)
+        except StorageUnavailable:
+            pass  # named in the log once a minute by the store; the sweep hands it over again
+        except Exception:
+            # One generation that can't be announced must not hold up the others.
+            log.exception("Announcing generation row %d failed; retrying next cycle", row_id)
+        finally:
+            self._announcing.discard(row_id)
 
     async def _announce(self, generation: Generation) -> None:
         if generation.announce_attempts >= MAX_ANNOUNCE_ATTEMPTS:

@@ -75,8 +75,10 @@ class VideoApiRouter:
         return ModelStatus.RETIRED if found is None and known_id is not None else ModelStatus.OK
 
     async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]:
-        legacy_ids = [i for i in ids if model_of(i) == LEGACY_MODEL]
-        current_ids = [i for i in ids if model_of(i) != LEGACY_MODEL]
+        legacy_ids: list[str] = []
+        current_ids: list[str] = []
+        for generation_id in ids:
+            (legacy_ids if model_of(generation_id) == LEGACY_MODEL else current_ids).append(generation_id)
         found: dict[str, ApiGeneration] = {}
         parts = await asyncio.gather(
             self._legacy.fetch_many(legacy_ids) if legacy_ids else _nothing(),

@@ -149,7 +149,9 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
     if balance is not None:
         videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
         embed.add_field(
-            name="AI/ML account balance", value=f"{balance.amount:,.0f} (about {videos} videos)", inline=False
+            name="AI/ML account balance",
+            value=f"{balance.amount:,.0f} (about {videos} videos at the legacy 500,000 each)",
+            inline=False,
         )
     elif balance_known:
         embed.add_field(name="AI/ML account balance", value="not readable with this API key right now", inline=False)

@@ -46,7 +46,8 @@ V2 = ("POST", "/v2/video/generations")
         ("luma/ray-3.2", GenerationOptions("p", duration=9), "5 or 10 seconds, not 9"),
         ("luma/ray-3.2", GenerationOptions("p", duration=10, resolution="720p", hdr=True), "HDR videos of 5 seconds"),
         ("luma/ray-3.2", GenerationOptions("p", resolution="540p", hdr=True), "at 720p or 1080p only"),
-        ("luma/ray-3.2", GenerationOptions("p", hdr=True), "set `resolution`"),
+        ("luma/ray-3.2", GenerationOptions("p", hdr=True), None),  # 720p by default: HDR allowed
+        ("luma/ray-3.2", GenerationOptions("p", resolution="360p", hdr=True), "set `resolution`"),
         ("legacy", GenerationOptions("p", "9:21"), None),
         ("legacy", GenerationOptions("p", loop=True), "Dream Machine can't make looping videos"),
         ("legacy", GenerationOptions("p", duration=5), "Dream Machine has one length"),

@@ -180,6 +180,22 @@ async def test_a_list_never_readable_ends_unconfirmed_without_inviting_a_retry(
     assert simulator.state.list_faults  # it did not read the list every cycle: it backed off
 
 
+async def test_one_early_read_of_the_list_is_no_proof_that_a_request_never_arrived(
+    service: GenerationService,
+    tracker: Tracker,
+    announcer: RecordingAnnouncer,
+    clock: FakeClock,
+    simulator: RunningSimulator,
+) -> None:
+    simulator.state.create_faults.append(504)
+    await service.generate(ALICE, GenerationOptions("A slow answer"))
+    await cycles(tracker, clock, seconds=30)  # the one read that works, soon after the answer was lost
+    simulator.state.list_faults.extend(FAILED_READ * 40)
+    await cycles(tracker, clock, seconds=3700, step=60)
+    [told] = announcer.sent
+    assert told.state is State.UNCONFIRMED and "trying again is safe" not in (told.failure_reason or "")
+
+
 async def test_a_restart_looks_for_a_cut_create_and_tells_the_requester_once(
     service: GenerationService,
     tracker: Tracker,

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from bot import storage
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
-from bot.storage import MIGRATIONS, GenerationStore
+from bot.quota import ServerLimits
+from bot.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
+from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, TrackedGeneration
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -126,3 +134,153 @@ async def test_a_cancelled_reservation_leaves_no_open_transaction(store: Generat
     later = await _insert(store, prompt="after")
     await store.set_meta("k", "v")
     assert (await store.get(later.id)) is not None and await store.get_meta("k") == "v"
+
+
+async def test_the_tracker_reads_only_running_rows_through_the_partial_index(store: GenerationStore) -> None:
+    sent = await _insert(store, now=100.0)
+    await store.mark_submitted(sent.id, ApiGeneration(id="api-1", state="pending"), 101.0)
+    await _insert(store, now=102.0)  # still submitting: not looked up
+    done = await _insert(store, now=103.0)
+    await store.mark_submitted(done.id, ApiGeneration(id="api-2", state="pending"), 104.0)
+    await store.apply_api_update(done.id, ApiGeneration(id="api-2", state="completed"), 105.0)
+    assert await store.tracked() == [TrackedGeneration(sent.id, "api-1", "pending", 101.0)]
+    async with store._background_reads.execute(
+        f"EXPLAIN QUERY PLAN SELECT id FROM generations"
+        f" WHERE {storage._IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
+    ) as cursor:
+        plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+    assert "generations_running" in plan
+
+
+async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(store: GenerationStore) -> None:
+    rows = [await _insert(store, now=100.0 + n) for n in range(3)]
+    for n, row in enumerate(rows):
+        await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 110.0)
+    finished = await store.record_lookups(
+        [(rows[0].id, ApiGeneration(id="api-0", state="processing")), (rows[1].id, ApiGeneration("api-1", "failed"))],
+        [rows[2].id],
+        "too slow",
+        200.0,
+    )
+    assert finished == [rows[1].id, rows[2].id]
+    states = {g.id: (g.state, g.api_state) for g in [await store.get(row.id) for row in rows] if g}
+    assert states == {
+        rows[0].id: (State.RUNNING, "processing"),
+        rows[1].id: (State.FAILED, "failed"),
+        rows[2].id: (State.TIMED_OUT, "pending"),
+    }
+    assert await store.unannounced_ids() == [rows[1].id, rows[2].id]
+    # Rows already final are not finished twice.
+    again = await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0)
+    assert again == []
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[SqliteWriter]:
+    opened = SqliteWriter(tmp_path / "w.sqlite3", ("PRAGMA journal_mode = WAL",))
+    await opened.open()
+    await opened.run(lambda c: c.execute("CREATE TABLE log (name TEXT)"))
+    yield opened
+    await opened.close()
+
+
+class HeldWriter:
+    """Keeps the writing thread busy until released, so that writes queue up behind it."""
+
+    def __init__(self, writer: SqliteWriter) -> None:
+        self.release = threading.Event()
+        self.first = asyncio.create_task(writer.run(lambda c: self.release.wait(5)))
+
+    async def let_go(self) -> None:
+        self.release.set()
+        await self.first
+
+
+def logging_work(name: str):  # type: ignore[no-untyped-def]
+    return lambda c: c.execute("INSERT INTO log (name) VALUES (?)", (name,)).rowcount
+
+
+def logged(writer_path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(writer_path)) as connection:
+        return [row[0] for row in connection.execute("SELECT name FROM log ORDER BY rowid")]
+
+
+async def test_commands_writes_go_before_waiting_background_writes(writer: SqliteWriter, tmp_path: Path) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(writer.run(logging_work(f"tracker {n}"), background=True)) for n in range(3)]
+    await asyncio.sleep(0)
+    waiting.append(asyncio.create_task(writer.run(logging_work("command"))))
+    await asyncio.sleep(0)
+    await held.let_go()
+    await asyncio.gather(*waiting)
+    assert logged(tmp_path / "w.sqlite3") == ["command", "tracker 0", "tracker 1", "tracker 2"]
+
+
+async def test_a_stream_of_command_writes_does_not_starve_the_background(writer: SqliteWriter, tmp_path: Path) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(writer.run(logging_work("tracker"), background=True))]
+    await asyncio.sleep(0)
+    waiting += [asyncio.create_task(writer.run(logging_work("command"))) for _ in range(URGENT_PER_BATCH * 2)]
+    await asyncio.sleep(0)
+    await held.let_go()
+    await asyncio.gather(*waiting)
+    assert logged(tmp_path / "w.sqlite3").index("tracker") == URGENT_PER_BATCH
+
+
+async def test_a_failing_write_fails_alone_and_a_cancelled_caller_s_write_still_lands(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    broken = asyncio.create_task(writer.run(lambda c: c.execute("INSERT INTO nowhere VALUES (1)")))
+    abandoned = asyncio.create_task(writer.run(logging_work("abandoned")))
+    fine = asyncio.create_task(writer.run(logging_work("fine")))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    await held.let_go()
+    with pytest.raises(sqlite3.OperationalError):
+        await broken
+    assert await fine == 1
+    with contextlib.suppress(asyncio.CancelledError):
+        await abandoned
+    assert logged(tmp_path / "w.sqlite3") == ["abandoned", "fine"]
+
+
+async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
+    rows = [await _insert(store, now=100.0 + n) for n in range(20)]
+
+    async def keep_reading() -> None:
+        for _ in range(40):
+            await store.recent_for_member(1, 10)
+
+    readers = [asyncio.create_task(keep_reading()) for _ in range(4)]
+    for n, row in enumerate(rows):
+        submitted = await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 200.0)
+        assert submitted.state is State.RUNNING and submitted.api_id == f"api-{n}"
+    await asyncio.gather(*readers)
+
+
+async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_rules(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        for number, script in enumerate(storage.MIGRATIONS[:3], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+        old.execute("INSERT INTO guild_rule_entries (guild_id, kind, value) VALUES (1, 'channel', '11')")
+    opened = await GenerationStore.open(path)
+    try:
+        [row] = await opened.running()
+        assert (row.api_id, row.model, row.credits_used, row.checking_since) == ("old-1", "legacy", None, None)
+        rules = await opened.guild_rules(1, ServerLimits())
+        assert rules.allowed_channels == {11} and rules.allowed_models == frozenset()
+        assert await opened.add_rule_entry(1, RuleEntry.MODEL, "luma/ray-2")  # the new kind of entry is allowed
+    finally:
+        await opened.close()
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)

@@ -29,7 +29,7 @@ CREATES = ("POST", "/luma-ai/generations")
 
 async def refuse_writes(store: GenerationStore, refused: bool) -> None:
     """Make the store's own connection read-only (as a read-only or full disk would), or writable again."""
-    await store._db.execute(f"PRAGMA query_only = {'ON' if refused else 'OFF'}")
+    await store._writer.run(lambda connection: connection.execute(f"PRAGMA query_only = {'ON' if refused else 'OFF'}"))
 
 
 class DiskFailsDuringCreate:
@@ -38,9 +38,6 @@ class DiskFailsDuringCreate:
     def __init__(self, inner: LumaClient, store: GenerationStore) -> None:
         self._inner = inner
         self._store = store
-
-    def model_for(self, parent_api_id: str | None) -> str:
-        return self._inner.model_for(parent_api_id)
 
     def can_list(self, model: str) -> bool:
         return self._inner.can_list(model)
@@ -133,10 +130,14 @@ async def test_an_unknown_create_on_an_endpoint_without_a_list_is_told_honestly(
     # The operator finds it by hand and hands it over: the requester gets the video, once.
     [made] = simulator.state.generations
     with pytest.raises(UserFacingError, match="no row"):
-        await adopt(store, row.id + 1, made)
-    assert "announces it" in await adopt(store, row.id, made)
+        await adopt(store, service_api, row.id + 1, made)
+    with pytest.raises(UserFacingError, match="made with legacy"):
+        await adopt(store, service_api, row.id, made.split(":")[0])  # the id without its model
+    with pytest.raises(UserFacingError, match="does not know"):
+        await adopt(store, service_api, row.id, "00000000-0000-4000-8000-000000000000:luma/ray-2")
+    assert "announces it" in await adopt(store, service_api, row.id, made)
     with pytest.raises(UserFacingError, match="only a request without a confirmed id"):
-        await adopt(store, row.id, made)
+        await adopt(store, service_api, row.id, made)
     announcer = RecordingAnnouncer()
     tracker = Tracker(store, service_api, announcer, poll_interval=0.01, timeout_seconds=600, clock=clock)
     clock.advance(61)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
 import pytest
 
 from bot.api_client import LumaClient
 from bot.generations import GenerationService, Origin
-from bot.models import Delivery, GenerationOptions, State
+from bot.models import ApiGeneration, Delivery, Generation, GenerationOptions, State
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
-from bot.tracker import Tracker
+from bot.tracker import MAX_ANNOUNCE_ATTEMPTS, Tracker
 from tests.conftest import FakeClock
 from tests.fakes import RecordingAnnouncer
 
@@ -113,3 +118,248 @@ async def test_a_claimed_announcement_that_never_arrived_is_sent(
     second = RecordingAnnouncer()
     await make_tracker(store, api, second, clock).run_once()
     assert second.sent_ids() == [generation.api_id]
+
+
+async def test_passing_discord_failures_are_retried_then_given_up(
+    service: GenerationService, store, api, clock: FakeClock
+) -> None:
+    generation = await service.generate(HERE, GenerationOptions("unlucky"))
+    clock.advance(61)
+    announcer = RecordingAnnouncer()
+    announcer.outcome = None
+    tracker = make_tracker(store, api, announcer, clock)
+    for _ in range(MAX_ANNOUNCE_ATTEMPTS):
+        await tracker.run_once()
+    assert await store.unannounced() != []  # every attempt so far failed for passing reasons: keep trying
+    await tracker.run_once()
+    stored = await store.get(generation.id)
+    assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
+    assert await store.unannounced() == []
+
+
+async def test_the_background_task_runs_and_stops(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
+) -> None:
+    tracker = make_tracker(store, api, announcer, clock)
+    generation = await service.generate(HERE, GenerationOptions("in the background"))
+    clock.advance(61)
+    tracker.start()
+    try:
+        async with asyncio.timeout(5):
+            while not announcer.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await tracker.stop()
+    assert announcer.sent_ids() == [generation.api_id]
+
+
+async def test_a_late_video_shows_in_status_without_a_second_announcement(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
+) -> None:
+    tracker = make_tracker(store, api, announcer, clock, timeout_seconds=30)
+    generation = await service.generate(HERE, GenerationOptions("fashionably late"))
+    clock.advance(31)
+    await tracker.run_once()
+    clock.advance(60)
+    late = await service.refresh(await service.find(HERE.guild_id, generation.api_id or ""))
+    assert late.state is State.COMPLETED and late.video_url
+    await tracker.run_once()
+    assert [g.state for g in announcer.sent] == [State.TIMED_OUT]
+
+
+async def test_an_announcer_that_keeps_raising_is_given_up_too(
+    service: GenerationService, store, api, clock: FakeClock
+) -> None:
+    class Broken(RecordingAnnouncer):
+        async def announce(self, generation):  # type: ignore[no-untyped-def]
+            raise RuntimeError("unexpected")
+
+    generation = await service.generate(HERE, GenerationOptions("cursed"))
+    clock.advance(61)
+    tracker = make_tracker(store, api, Broken(), clock)
+    for _ in range(MAX_ANNOUNCE_ATTEMPTS + 1):
+        await tracker.run_once()
+    stored = await store.get(generation.id)
+    assert stored is not None and stored.delivery is Delivery.UNDELIVERABLE
+
+
+async def test_a_failing_look_up_does_not_hold_back_finished_announcements(
+    service: GenerationService, store, api, clock: FakeClock
+) -> None:
+    class BrokenApi:
+        async def fetch_many(self, ids):  # type: ignore[no-untyped-def]
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "garbled")
+
+    generation = await service.generate(HERE, GenerationOptions("already done"))
+    clock.advance(61)
+    await service.refresh(generation)
+    announcer = RecordingAnnouncer()
+    await Tracker(store, BrokenApi(), announcer, poll_interval=1, timeout_seconds=600, clock=clock).run_once()  # type: ignore[arg-type]
+    assert announcer.sent_ids() == [generation.api_id]
+
+
+class CommitWatcher:
+    """An outside connection to the bot's file that notices whether anything was committed since it last looked."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = sqlite3.connect(path)
+        self._seen = self._version()
+
+    def _version(self) -> int:
+        return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def written(self) -> bool:
+        version = self._version()
+        changed, self._seen = version != self._seen, version
+        return changed
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+async def start_many(service: GenerationService, count: int) -> list[Generation]:
+    return [await service.generate(HERE, GenerationOptions(f"shot {n}")) for n in range(count)]
+
+
+async def test_a_cycle_where_nothing_changed_writes_nothing(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, tmp_path: Path
+) -> None:
+    started = await start_many(service, 60)
+    tracker = make_tracker(store, api, announcer, clock)
+    watcher = CommitWatcher(tmp_path / "data" / "bot.sqlite3")
+    try:
+        await tracker.run_once()
+        await tracker.run_once()
+        assert not watcher.written()
+        clock.advance(6)  # every video moves from pending to processing
+        await tracker.run_once()
+        assert watcher.written()
+        assert {g.api_state for g in await store.running()} == {"processing"}
+        await tracker.run_once()
+        assert not watcher.written()
+    finally:
+        watcher.close()
+    assert len(await store.running()) == len(started) and announcer.sent == []
+
+
+async def test_look_ups_run_concurrently_up_to_the_cap_and_stay_at_one_request_per_fifty(
+    service: GenerationService, store, api, announcer, clock, simulator: RunningSimulator
+) -> None:
+    await start_many(service, 101)
+    simulator.config.latency_seconds = 0.3
+
+    def most_at_once(requests: Sequence) -> int:  # type: ignore[type-arg]
+        return max(sum(1 for o in requests if o.received_at <= r.received_at < (o.answered_at or 0)) for r in requests)
+
+    for cap, expected in ((2, 2), (16, 3)):
+        before = len(simulator.state.requests)
+        tracker = Tracker(
+            store, api, announcer, poll_interval=1, timeout_seconds=600, clock=clock, lookup_concurrency=cap
+        )
+        await tracker.poll()
+        lookups = [r for r in simulator.state.requests[before:] if r.endpoint == "GET /luma-ai/generation"]
+        assert len(lookups) == 3
+        assert most_at_once(lookups) == expected
+
+
+async def test_a_slow_batch_holds_up_neither_the_other_batches_nor_their_announcements(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, simulator
+) -> None:
+    started = await start_many(service, 101)
+    finishing = [started[0], started[50], started[100]]  # one in each batch of fifty
+    for generation in finishing:
+        simulator.state.generations[generation.api_id].forced_state = "completed"
+    simulator.state.lookup_faults.append("slow")  # the first look-up to arrive hangs
+    tracker = make_tracker(store, api, announcer, clock)
+    tracker.start()
+    try:
+        async with asyncio.timeout(5):
+            while len(announcer.sent) < 2:
+                await asyncio.sleep(0.01)
+            [slow] = [r for r in simulator.state.requests if r.endpoint == "GET /luma-ai/generation"][:1]
+            # Two batches were looked up, written and announced while the third still waits for its answer.
+            assert slow.answered_at is None
+            while len(announcer.sent) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        await tracker.stop()
+    assert sorted(announcer.sent_ids()) == sorted(g.api_id for g in finishing)
+
+
+async def test_a_failing_batch_holds_up_neither_the_other_batches_nor_their_announcements(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, simulator
+) -> None:
+    started = await start_many(service, 101)
+    finishing = [started[0], started[50], started[100]]
+    for generation in finishing:
+        simulator.state.generations[generation.api_id].forced_state = "completed"
+
+    class OneBatchBreaks:
+        def __init__(self) -> None:
+            self.broken = True
+
+        async def fetch_many(self, ids: Sequence[str]) -> dict[str, ApiGeneration]:
+            if self.broken and started[50].api_id in ids:
+                raise RuntimeError("unexpected")
+            return await api.fetch_many(ids)
+
+    flaky = OneBatchBreaks()
+    tracker = Tracker(store, flaky, announcer, poll_interval=1, timeout_seconds=600, clock=clock)  # type: ignore[arg-type]
+    await tracker.run_once()
+    assert sorted(announcer.sent_ids()) == sorted([started[0].api_id, started[100].api_id])
+    flaky.broken = False
+    await tracker.run_once()
+    assert sorted(announcer.sent_ids()) == sorted(g.api_id for g in finishing)
+
+
+async def test_a_video_that_finished_while_the_bot_was_down_is_announced_in_the_first_cycle(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, simulator
+) -> None:
+    started = await start_many(service, 120)
+    clock.advance(6)
+    simulator.state.generations[started[77].api_id].forced_state = "completed"
+    # A long interval: the second cycle, and the next look through the database for unannounced rows, are
+    # 5 seconds away, so only the first cycle can hand this video over within the 3 seconds waited.
+    tracker = Tracker(store, api, announcer, poll_interval=5, timeout_seconds=600, clock=clock)
+    tracker.start()
+    try:
+        async with asyncio.timeout(3):
+            while not announcer.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await tracker.stop()
+    assert announcer.sent_ids() == [started[77].api_id]
+
+
+async def test_a_stuck_announcement_holds_up_neither_the_look_ups_nor_other_announcements(
+    service: GenerationService, store, api, clock: FakeClock, simulator
+) -> None:
+    started = await start_many(service, 3)
+    simulator.state.generations[started[0].api_id].forced_state = "completed"
+
+    class DiscordHangsOnce(RecordingAnnouncer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hanging = asyncio.Event()
+
+        async def announce(self, generation: Generation) -> Delivery | None:
+            if generation.id == started[0].id:
+                self.hanging.set()
+                await asyncio.Event().wait()  # Discord never answers this one
+            return await super().announce(generation)
+
+    announcer = DiscordHangsOnce()
+    tracker = Tracker(store, api, announcer, poll_interval=0.05, timeout_seconds=600, clock=clock)
+    tracker.start()
+    try:
+        async with asyncio.timeout(5):
+            await announcer.hanging.wait()
+            lookups_then = simulator.state.count(*LOOKUP)
+            while simulator.state.count(*LOOKUP) < lookups_then + 3:  # cycles go on
+                await asyncio.sleep(0.01)
+            simulator.state.generations[started[1].api_id].forced_state = "completed"
+            while not announcer.sent:
+                await asyncio.sleep(0.01)
+    finally:
+        await tracker.stop()
+    assert announcer.sent_ids() == [started[1].api_id]

@@ -100,7 +100,7 @@ async def test_metrics_show_commands_generations_spend_and_errors(e2e: E2E) -> N
     assert metric(text, "videobot_generations", state="completed") == 1
     assert metric(text, "videobot_generations", state="running") == 0
     assert metric(text, "videobot_generations_running") == 0 and metric(text, "videobot_generations_waiting") == 0
-    assert metric(text, "videobot_tokens_spent_total") == 500_000
+    assert metric(text, "videobot_tokens_spent") == 500_000
     assert metric(text, "videobot_api_request_seconds_count", operation="create") == 1
     assert metric(text, "videobot_api_request_seconds_count", operation="lookup") >= 2
     assert metric(text, "videobot_api_errors_total", operation="lookup", status="502") == 1

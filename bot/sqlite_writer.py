@@ -1,0 +1,118 @@
+"""The database's one writing connection: writes queue up and run in its thread a batch at a time.
+
+A write that hops to the connection's thread and back for each statement holds up every write queued behind it for
+as many turns of the event loop, and a busy loop turns slowly: with a hundred commands a second, the writes of
+commands, look-ups and announcements queued for seconds. Here each write is a function run whole in the thread,
+and all the writes waiting when the thread frees up go in one hop; each still commits on its own, so every
+caller's transaction is exactly what it was. Commands' writes go first; a batch always takes some of the
+background's (look-ups, announcements), so that neither starves the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+
+# Writes taken per hop to the thread: enough to drain a burst of commands, few enough to keep each hop short.
+URGENT_PER_BATCH = 64
+BACKGROUND_PER_BATCH = 16
+
+
+class SqliteWriter:
+    """One sqlite3 connection in a thread of its own; `run` queues a function of the connection and returns its
+    result (or raises its error) once it ran. A write that was queued runs even if its caller is cancelled."""
+
+    def __init__(self, path: Path, pragmas: Sequence[str]) -> None:
+        self._path = path
+        self._pragmas = tuple(pragmas)
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._connection: sqlite3.Connection | None = None
+        self._urgent: collections.deque[tuple[Work, asyncio.Future[Any]]] = collections.deque()
+        self._background: collections.deque[tuple[Work, asyncio.Future[Any]]] = collections.deque()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._connect)
+
+    def _connect(self) -> None:
+        connection = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        connection.row_factory = sqlite3.Row
+        for pragma in self._pragmas:
+            connection.execute(pragma)
+        self._connection = connection
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=True)
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, background: bool = False) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        (self._background if background else self._urgent).append((work, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="sqlite-writes")
+        # Shielded: a cancelled caller must not leave its write half-known; the write runs and is recorded.
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._urgent or self._background:
+            batch = _take(self._urgent, URGENT_PER_BATCH) + _take(self._background, BACKGROUND_PER_BATCH)
+            try:
+                await loop.run_in_executor(self._thread, self._run_batch, loop, batch)
+            except Exception as error:  # the thread itself failed (closed connection): so did every write left
+                for _, future in batch:
+                    loop.call_soon(_settle, future, False, error)
+
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        connection = self._connection
+        if connection is None:
+            raise sqlite3.ProgrammingError("the database is closed")
+        for work, future in batch:
+            if connection.in_transaction:
+                # A transaction a failed rollback left open would swallow this write without committing it.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            try:
+                outcome: tuple[bool, Any] = (True, work(connection))
+            except BaseException as error:  # handed to its caller, whatever it is
+                if connection.in_transaction:
+                    # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        connection.execute("ROLLBACK")
+                outcome = (False, error)
+            # Each caller hears as soon as its own write is done, not when the whole batch is.
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], succeeded: bool, value: Any) -> None:
+    if future.done():
+        return
+    if succeeded:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _take(queue: collections.deque[tuple[Work, asyncio.Future[Any]]], most: int) -> list[tuple[Work, Any]]:
+    taken: list[tuple[Work, Any]] = []
+    while queue and len(taken) < most:
+        taken.append(queue.popleft())
+    return taken
