@@ -88,6 +88,6 @@ class ModelChoice:
             others = [other for other in offered if other != model and other not in self._unavailable]
             raise UserFacingError(
                 f"{label_of(model)} is unavailable right now."
-                + (f" Choose {_names(others)} instead." if others else " Please try again later.")
+                + (f" Choose {_names(others)} instead." if others else " The bot's operator has been told.")
             )
         return spec_of(model)

@@ -142,16 +142,14 @@ class RuleEntry(StrEnum):
 
 @dataclass(frozen=True)
 class UsageReport:
-    """A server's generations over a period. `generations` and `extensions` are videos the API accepted and did
-    not report failed (so `charged` is their sum); `failures` and `refused` cost nothing."""
+    """A server's generations over a period. `charged` counts the videos the API accepted (or may have) and did not
+    report failed: generations, extensions, edits and reframes; `failures` and `refused` cost nothing."""
 
     generations: int
     extensions: int
     failures: int
     refused: int
     charged: int
-    # (member, videos), most videos first.
-    top_members: list[tuple[int, int]]
     # What was spent, per member and model: the API's own figures where it reported them.
     spend: list[SpendRow] = field(default_factory=list)
 
@@ -603,7 +601,7 @@ class GenerationStore:
         """A member's standing against the limits (for /quota, and the check before a command answers)."""
         return await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
 
-    async def usage_report(self, guild_id: int, since: float, top: int = 5) -> UsageReport:
+    async def usage_report(self, guild_id: int, since: float) -> UsageReport:
         """A server's generations since `since`, all counted one way: a video is a generation or extension the
         API accepted and did not report failed (what is paid for); failures and refusals are counted apart."""
         totals = await _one(
@@ -618,14 +616,6 @@ class GenerationStore:
             (guild_id, since),
         )
         generations, extensions, failures, refused, charged = totals if totals is not None else (0, 0, 0, 0, 0)
-        top_rows = await _all(
-            self._db,
-            f"SELECT requester_id, COUNT(*) AS videos FROM generations"
-            f" WHERE guild_id = ? AND created_at >= ? AND {_COUNTED}"
-            f" GROUP BY requester_id ORDER BY videos DESC, requester_id LIMIT ?",
-            (guild_id, since, top),
-        )
-        top_members = [(int(row[0]), int(row[1])) for row in top_rows]
         spend_rows = await _all(
             self._db,
             f"SELECT requester_id, model, COUNT(*), COUNT(credits_used), COALESCE(SUM(credits_used), 0),"
@@ -634,7 +624,7 @@ class GenerationStore:
             (guild_id, since),
         )
         spend = [SpendRow(*row) for row in spend_rows]
-        return UsageReport(generations, extensions, failures, refused, charged, top_members, spend)
+        return UsageReport(generations, extensions, failures, refused, charged, spend)
 
     async def state_counts(self) -> list[StateCount]:
         """Every generation counted by state and by the API's own state, for the metrics."""

@@ -171,7 +171,7 @@ async def test_quota_and_usage_tell_the_truth(
     # The failed one is counted as a failure only: generations, extensions and spend are the videos paid for.
     assert (summary.report.generations, summary.report.extensions, summary.report.failures) == (1, 1, 1)
     assert summary.tokens_spent == 2 * 500_000
-    assert summary.report.top_members == [(100, 2)]
+    assert [(m.user_id, m.videos) for m in summary.top_by_videos()] == [(100, 2)]
 
 
 @pytest.mark.parametrize(

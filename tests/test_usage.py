@@ -57,11 +57,12 @@ async def _known_history(store: GenerationStore) -> None:
 async def test_generations_extensions_spend_and_top_members_count_the_same_videos(store: GenerationStore) -> None:
     await _known_history(store)
     report = await store.usage_report(GUILD, SINCE)
+    summary = UsageSummary(days=7, since=SINCE, report=report)
     # Paid for: Alice 3 + 1 extension, Bob's running one, Carol's unconfirmed one (it may have been accepted).
     assert (report.generations, report.extensions, report.charged) == (5, 1, 6)
     assert (report.failures, report.refused) == (3, 1)
-    assert report.top_members == [(ALICE, 4), (BOB, 1), (CAROL, 1)]
-    assert sum(videos for _, videos in report.top_members) == report.charged
+    assert [(m.user_id, m.videos) for m in summary.top_by_videos()] == [(ALICE, 4), (BOB, 1), (CAROL, 1)]
+    assert sum(m.videos for m in summary.members()) == report.charged
 
 
 async def test_the_embed_shows_spend_per_member_and_says_what_costs_nothing(store: GenerationStore) -> None:

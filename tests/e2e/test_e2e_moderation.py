@@ -86,7 +86,7 @@ async def test_limits_hold_against_a_burst_and_quota_and_usage_show_them(e2e: E2
         f"{bob.mention} — 2 videos, 1,000,000 tokens",
     ]
     # The operator's balance: 4 000 000 at start, five videos since.
-    assert fields["AI/ML account balance"].startswith("1,500,000 (about 3 videos)")
+    assert fields["AI/ML account balance"].startswith("1,500,000 (about 3 videos at the legacy 500,000 each)")
     assert "balance is low" in e2e.bot.log()
     assert e2e.creates() == 5 == e2e.sim.state.create_count
     e2e.finish()

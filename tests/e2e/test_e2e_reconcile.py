@@ -26,7 +26,9 @@ def told(e2e: E2E, text: str) -> list[str]:
 
 def invites_a_retry(text: str) -> bool:
     lowered = text.lower()
-    return "try again" in lowered or ("trying again" in lowered and "then trying again is safe" not in lowered)
+    # Trying again is said to be safe only once the request is known never to have arrived.
+    conditional = ("then trying again is safe", "if the request never arrived, trying again is then safe")
+    return "try again" in lowered or ("trying again" in lowered and not any(text in lowered for text in conditional))
 
 
 async def test_lost_create_answers_are_found_in_the_list_and_each_delivered_once(e2e: E2E) -> None:
