@@ -247,7 +247,7 @@ class GenerationService:
         Returns the rules and the options with their model settled."""
         rules, options = await self._permitted(origin, options, parent)
         global_daily = self._moderation.global_daily
-        if not limits_apply(rules, origin.member, global_daily=global_daily) and not self.max_running:
+        if not self._counts_needed(rules, origin.member):
             return rules, options  # nothing to count: the command answers without reading the usage
         now = self._clock()
         counts = UsageCounts.for_limits(rules.limits, global_daily)
@@ -256,6 +256,10 @@ class GenerationService:
         if isinstance(outcome, LimitReached):
             raise outcome
         return rules, options
+
+    def _counts_needed(self, rules: GuildRules, member: Member) -> bool:
+        """Whether a limit or a running cap could refuse or queue this member's job (else nothing is counted)."""
+        return self.max_running > 0 or limits_apply(rules, member, global_daily=self._moderation.global_daily)
 
     def _admit(self, rules: GuildRules, member: Member, usage: Usage, now: float) -> Admission | LimitReached:
         return admit(
@@ -495,7 +499,7 @@ class GenerationService:
                 now=now,
                 model=model,
                 counted_since=day_start(now),
-                decide=decide,
+                decide=decide if self._counts_needed(rules, origin.member) else None,
                 limits_exempt=exempt,
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
             )

@@ -82,6 +82,8 @@ def waiting_of(row: Generation) -> Waiting:
 async def positions(store: GenerationStore, now: float) -> dict[int, int]:
     """Each waiting job's place in the queue (1 = next), by row id."""
     waiting = [waiting_of(row) for row in await store.queued()]
+    if not waiting:
+        return {}  # the usual case: nothing to order, and the day's starts need not be read
     order = fair_order(waiting, await store.last_starts(now - FAIRNESS_MEMORY_SECONDS))
     return {job.row_id: place for place, job in enumerate(order, start=1)}
 
@@ -264,6 +266,8 @@ class QueueRunner:
         if board is None:
             return
         now = self._clock()
+        if not self._shown and not self._left and not await self._store.queued():
+            return
         places = await positions(self._store, now)
         waiting = await self._store.queued()
         # Forget what was shown of jobs that are gone (cancelled, or shown as started).

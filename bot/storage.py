@@ -945,20 +945,23 @@ class GenerationStore:
         now: float,
         model: str,
         counted_since: float,
-        decide: Callable[[Usage], bool],
+        decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
+        Without `decide` (no limit nor cap applies) nothing is counted and the job is sent now.
         `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
         counts = counts or UsageCounts()
 
         def reserve_now(connection: sqlite3.Connection) -> int:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
-                queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
+                queued = False
+                if decide is not None:
+                    usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
+                    queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
                 state = State.QUEUED if queued else State.SUBMITTING
                 cursor = connection.execute(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
