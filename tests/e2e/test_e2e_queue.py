@@ -195,17 +195,24 @@ async def test_a_kill_while_jobs_wait_loses_none_and_sends_each_once(e2e: E2E) -
     # Killed while three wait (after each status message's id reached the database).
     await e2e.wait_until(every_status_message_stored, "the status messages' ids stored")
     await e2e.kill_bot()
-    e2e.sim.config.complete_after = 0.5
     await e2e.start_bot()
-    for prompt in prompts:
+    # The Cancel button of a message posted before the restart still reaches its job.
+    [button] = statuses[3].custom_ids
+    press = await fake.send_component(statuses[3], button, user=fake.alice)
+    assert_private(await press.wait_followup(), "removed from the queue")
+    cancelled = fake.get_message(statuses[3].id)
+    assert cancelled is not None and embed_fields(cancelled)["State"] == "cancelled" and cancelled.custom_ids == []
+    kept = prompts[:3]
+    e2e.sim.config.complete_after = 0.5
+    for prompt in kept:
         await wait_created(e2e, prompt)
         await e2e.wait_announcement(sim_id_of(e2e, prompt), timeout=30)
     await asyncio.sleep(1.0)
-    assert e2e.creates() == 4
-    for prompt, status in zip(prompts, statuses, strict=True):
+    assert e2e.creates() == 3  # each waiting job sent once, the cancelled one never
+    for prompt, status in zip(kept, statuses, strict=False):
         assert len(e2e.announcements(sim_id_of(e2e, prompt))) == 1
         latest = fake.get_message(status.id)
-        assert latest is not None and latest.custom_ids == []
+        assert latest is not None and latest.custom_ids == [] and status_id(latest) == sim_id_of(e2e, prompt)
     e2e.finish()
 
 
