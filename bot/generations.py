@@ -514,19 +514,20 @@ class GenerationService:
 
     async def send_queued(self, row: Generation) -> Generation:
         """Send a job the queue runner moved from 'queued' to 'submitting', by the same path as a direct create."""
-        options = options_of(row)
-        price = await self.expected_price(options) if self._balance is not None else 0
         if self._closing:
             # Not sent: it waits again, at its place, for the next start.
             return await self._store.requeue(row.id, self._clock(), not_before=self._clock())
-        if self._balance is not None:
-            try:
-                await self._balance.ensure_affordable(price)
-            except UserFacingError:
-                log.warning("Row %d waits on: the balance can't pay for it now", row.id)
-                now = self._clock()
-                return await self._store.requeue(row.id, now, not_before=now + BALANCE_BACKOFF_SECONDS)
+        # From here a shutdown waits for the send (no await came between the check above and this).
         async with self.submitting():
+            options = options_of(row)
+            price = await self.expected_price(options) if self._balance is not None else 0
+            if self._balance is not None:
+                try:
+                    await self._balance.ensure_affordable(price)
+                except UserFacingError:
+                    log.warning("Row %d waits on: the balance can't pay for it now", row.id)
+                    now = self._clock()
+                    return await self._store.requeue(row.id, now, not_before=now + BALANCE_BACKOFF_SECONDS)
             try:
                 return await self._send(row, options, price, may_wait=True, answered_now=False)
             except UserFacingError as refusal:

@@ -137,6 +137,7 @@ class QueueRunner:
         # Status messages are edited beside the passes, so a slow Discord never holds up starting jobs.
         self._showing: asyncio.Task[None] | None = None
         self._show_again = False
+        self._stopped = False
 
     async def run_once(self) -> None:
         """One pass: drop stale jobs, start what fits, then (in the background) edit positions that changed."""
@@ -170,6 +171,8 @@ class QueueRunner:
 
     def wake(self) -> None:
         """Run a pass soon (a slot freed, or a job was queued); passes asked for meanwhile are merged into one."""
+        if self._stopped:
+            return
         if self._wake is not None and not self._wake.done():
             self._wake_again = True
             return
@@ -195,6 +198,10 @@ class QueueRunner:
             await asyncio.gather(*waiting, return_exceptions=True)
 
     async def stop(self) -> None:
+        """After the workflow's drain: sends it waited for are done; one that was just claimed puts its job back."""
+        self._stopped = True
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=1.0)
         for task in (self._wake, self._showing):
             if task is not None:
                 task.cancel()
