@@ -277,9 +277,11 @@ class QueueRunner:
             return
         places = await positions(self._store, now)
         waiting = await self._store.queued()
-        # Forget what was shown of jobs that are gone (cancelled, or shown as started).
+        # A job shown waiting that left the queue otherwise (cancelled) is shown once more as it is now: that edit
+        # comes after any of ours still on its way, so an older place never stays on its message.
         for row_id in set(self._shown) - {row.id for row in waiting} - set(self._left):
             del self._shown[row_id]
+            self._left[row_id] = now
         for row in waiting:
             place = places.get(row.id)
             shown = self._shown.get(row.id)

@@ -72,6 +72,16 @@ async def wait_created(e2e: E2E, prompt: str) -> None:
     await e2e.wait_until(created, f"the create of {prompt!r}", timeout=30)
 
 
+async def wait_shows_started(e2e: E2E, status: FakeMessage, generation_id: str) -> None:
+    """Until the status message shows the job's generation, without the Cancel button."""
+
+    def shown() -> bool:
+        latest = e2e.fake.get_message(status.id)
+        return latest is not None and latest.custom_ids == [] and generation_id in embed_fields(latest).get("Id", "")
+
+    await e2e.wait_until(shown, f"the status message of {generation_id} shows it started")
+
+
 def sim_id_of(e2e: E2E, prompt: str) -> str:
     [found] = [g.id for g in e2e.sim.state.generations.values() if g.prompt == prompt]
     return found
@@ -119,8 +129,7 @@ async def test_a_capped_burst_from_three_servers_runs_two_at_a_time_fairly_and_e
     for prompt, generation_id in ids.items():
         assert len(e2e.announcements(generation_id)) == 1, prompt
         # The status message followed the job: it shows its generation now, without the Cancel button.
-        latest = fake.get_message(statuses[prompt].id)
-        assert latest is not None and status_id(latest) == generation_id and latest.custom_ids == []
+        await wait_shows_started(e2e, statuses[prompt], generation_id)
 
     started = [row[0] for row in e2e.db_query("SELECT prompt FROM generations ORDER BY started_at, id")]
     order = [" ".join(prompt.split()[:3]) for prompt in started]
@@ -200,8 +209,12 @@ async def test_a_kill_while_jobs_wait_loses_none_and_sends_each_once(e2e: E2E) -
     [button] = statuses[3].custom_ids
     press = await fake.send_component(statuses[3], button, user=fake.alice)
     assert_private(await press.wait_followup(), "removed from the queue")
-    cancelled = fake.get_message(statuses[3].id)
-    assert cancelled is not None and embed_fields(cancelled)["State"] == "cancelled" and cancelled.custom_ids == []
+
+    def shown_cancelled() -> bool:
+        message = fake.get_message(statuses[3].id)
+        return message is not None and embed_fields(message)["State"] == "cancelled" and message.custom_ids == []
+
+    await e2e.wait_until(shown_cancelled, "the status message shows the job cancelled, without its button")
     kept = prompts[:3]
     e2e.sim.config.complete_after = 0.5
     for prompt in kept:
@@ -211,8 +224,7 @@ async def test_a_kill_while_jobs_wait_loses_none_and_sends_each_once(e2e: E2E) -
     assert e2e.creates() == 3  # each waiting job sent once, the cancelled one never
     for prompt, status in zip(kept, statuses, strict=False):
         assert len(e2e.announcements(sim_id_of(e2e, prompt))) == 1
-        latest = fake.get_message(status.id)
-        assert latest is not None and latest.custom_ids == [] and status_id(latest) == sim_id_of(e2e, prompt)
+        await wait_shows_started(e2e, status, sim_id_of(e2e, prompt))
     e2e.finish()
 
 
