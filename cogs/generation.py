@@ -298,10 +298,25 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"qu
         try:
             cancelled = await bot.generations.cancel(origin_of(interaction), f"#{self.row_id}")
         except UserFacingError as refusal:
+            await refresh_if_moved_on(bot.generations, interaction, self.row_id)
             await answer_privately(interaction, refusal.message)
             return
         await interaction.response.edit_message(embed=status_embed(cancelled), view=None)
         await interaction.followup.send(cancelled_text(cancelled), ephemeral=True)
+
+
+async def refresh_if_moved_on(service: GenerationService, interaction: discord.Interaction[Any], row_id: int) -> None:
+    """A Cancel button on a job that no longer waits (its message missed an update, say across a crash): the
+    message shows the job as it is now, without the button."""
+    if interaction.guild_id is None:
+        return
+    try:
+        job = await service.find_job(interaction.guild_id, f"#{row_id}")
+    except UserFacingError:
+        return
+    if job.state is not State.QUEUED:
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.response.edit_message(embed=status_embed(job), view=None)
 
 
 def waiting_view(generation: Generation) -> discord.ui.View | None:

@@ -182,6 +182,12 @@ async def test_cancel_by_button_and_command_and_the_refusals(e2e: E2E) -> None:
     await e2e.wait_until(lambda: (fake.get_message(by_button.id) or by_button).custom_ids == [], "button removed")
     assert embed_fields(fake.get_message(by_button.id) or by_button)["State"] == "cancelled"
     assert_private(await e2e.ask("cancel", {"generation_id": reference}), "removed from the queue", "nothing was sent")
+    # A button left on a message that missed its update (pressed as a client with an old copy would): the answer
+    # says the job no longer waits, and the message is brought up to date.
+    [stale] = by_command.custom_ids
+    press = await fake.send_component(by_command, stale, user=fake.alice, enforce_client_rules=False)
+    assert_private(await press.wait_followup(), "not waiting any more", "cancelled")
+    assert (fake.get_message(by_command.id) or by_command).custom_ids == []
     moderated = embed_fields(by_moderator)["Id"].strip("`")
     assert_private(await e2e.ask("cancel", {"generation_id": moderated}, user=fake.moderator), "removed")
     # A running job can't be stopped at the API, and the answer says so.
