@@ -192,8 +192,9 @@ class VideoBot(commands.Bot):
         await self.generations.drain(SHUTDOWN_GRACE_SECONDS)
         if self._model_check is not None:
             self._model_check.cancel()
-        await self.tracker.stop()
+        # The queue runner first: a pass it is in the middle of must not be cut between a claim and its send.
         await self.queue_runner.stop()
+        await self.tracker.stop()
         await super().close()
 
     def commands_digest(self) -> str:

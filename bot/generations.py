@@ -520,14 +520,20 @@ class GenerationService:
         # From here a shutdown waits for the send (no await came between the check above and this).
         async with self.submitting():
             options = options_of(row)
-            price = await self.expected_price(options) if self._balance is not None else 0
-            if self._balance is not None:
-                try:
+            try:
+                price = await self.expected_price(options) if self._balance is not None else 0
+                if self._balance is not None:
                     await self._balance.ensure_affordable(price)
-                except UserFacingError:
-                    log.warning("Row %d waits on: the balance can't pay for it now", row.id)
-                    now = self._clock()
-                    return await self._store.requeue(row.id, now, not_before=now + BALANCE_BACKOFF_SECONDS)
+            except UserFacingError:
+                log.warning("Row %d waits on: the balance can't pay for it now", row.id)
+                now = self._clock()
+                return await self._store.requeue(row.id, now, not_before=now + BALANCE_BACKOFF_SECONDS)
+            except BaseException:
+                # Stopped (or failed) before its request left: nothing was sent, so it waits again at its place
+                # rather than being taken for a create cut off mid-request.
+                now = self._clock()
+                await asyncio.shield(self._store.requeue(row.id, now, not_before=now))
+                raise
             try:
                 return await self._send(row, options, price, may_wait=True, answered_now=False)
             except UserFacingError as refusal:
@@ -633,7 +639,7 @@ class GenerationService:
         self, row: Generation, error: CreateOutcomeUnknown, *, requester_told: bool = True
     ) -> Generation:
         """The create may have been accepted: look for it where the endpoint allows, and say so honestly."""
-        sent_at = datetime.fromtimestamp(row.created_at, UTC).isoformat(timespec="seconds")
+        sent_at = datetime.fromtimestamp(row.sent_at, UTC).isoformat(timespec="seconds")
         if self._api.can_list(row.model):
             log.warning(
                 "Create for row %d (sent %s) has an unknown outcome: %s. Not resending; looking for it in the "

@@ -175,7 +175,10 @@ def queue_embed(view: QueueView) -> discord.Embed:
     title = "Waiting jobs of this server" if view.shows_everyone else "Your waiting jobs"
     nothing = "none" if view.shows_everyone else "none: your videos start at once, or are running"
     embed.add_field(name=title, value="\n".join(lines)[:EMBED_FIELD_LIMIT] or nothing, inline=False)
-    embed.set_footer(text="Places count across all servers (1 = next). /cancel <id> removes a waiting job.")
+    embed.set_footer(
+        text="Places count across all servers, in the order of turns (an estimate: a job held by its server's cap or "
+        "waiting after a busy answer lets others pass). /cancel <id> removes a waiting job."
+    )
     return embed
 
 

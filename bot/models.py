@@ -220,6 +220,12 @@ class Generation:
         return self.state.label
 
     @property
+    def sent_at(self) -> float:
+        """When its create request left: when it was recorded, or, for a job that waited in the queue, when it
+        started."""
+        return self.started_at or self.created_at
+
+    @property
     def reference(self) -> str:
         """How a member refers to this generation in /status and /extend."""
         return self.api_id or f"#{self.id}"

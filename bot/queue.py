@@ -200,6 +200,10 @@ class QueueRunner:
     async def stop(self) -> None:
         """After the workflow's drain: sends it waited for are done; one that was just claimed puts its job back."""
         self._stopped = True
+        # A pass under way finishes (it may be between a claim and its send) before anything is cancelled.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0), self._lock:
+                pass
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=1.0)
         for task in (self._wake, self._showing):

@@ -61,7 +61,9 @@ class Usage:
     server_running: int = 0
     everyone_running: int = 0
     user_queued: int = 0
+    # Jobs waiting that could start now: the member's own, and the server's.
     waiting_ready: int = 0
+    server_waiting_ready: int = 0
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def admit(
     if refusal is not None:
         return refusal
     cap = running_cap_reached(rules, member, usage, max_running=max_running)
-    if cap is None and not usage.waiting_ready:
+    if cap is None and not _waiting_ahead(rules, usage, max_running=max_running):
         return Admission.START
     queue_room = rules.limits.user_queued
     if is_exempt(rules, member):
@@ -210,6 +212,15 @@ def admit(
             None,
         )
     return Admission.QUEUE
+
+
+def _waiting_ahead(rules: GuildRules, usage: Usage, *, max_running: int) -> int:
+    """Waiting jobs of this server a new one would overtake by starting now: a slot freed a moment ago belongs to
+    them, by the fair order, not to whoever asks first. (Other servers' waiting jobs may be held by their own caps;
+    a freed slot wakes the queue at once, so they are not overtaken either.)"""
+    if max_running or rules.limits.server_concurrent:
+        return usage.server_waiting_ready
+    return usage.waiting_ready
 
 
 def _running_refusal(cap: str, usage: Usage) -> LimitReached:

@@ -88,7 +88,7 @@ def _distance(request: Generation, candidate: _Candidate) -> float | None:
     if candidate.created_at is None:
         # Without a creation time only the prompt and the order can tell; they still decide.
         return 0.0
-    offset = candidate.created_at - request.created_at
+    offset = candidate.created_at - request.sent_at
     if not -EARLIEST_FIT_SECONDS <= offset <= LATEST_FIT_SECONDS:
         return None
     return abs(offset)
@@ -97,7 +97,7 @@ def _distance(request: Generation, candidate: _Candidate) -> float | None:
 def match_in_order(requests: Sequence[Generation], candidates: Sequence[_Candidate]) -> list[tuple[Generation, str]]:
     """Pair requests (in the order they were sent) with candidates (in the order they were made), never crossing:
     as many pairs as fit, then the closest in time. Each candidate goes to one request at most."""
-    rows = sorted(requests, key=lambda r: (r.created_at, r.id))
+    rows = sorted(requests, key=lambda r: (r.sent_at, r.id))
     made = sorted(candidates, key=lambda c: (c.created_at is None, c.created_at or 0.0, c.id))
     # best[i][j]: (pairs, -total distance) achievable with rows[i:] and made[j:].
     best = [[(0, 0.0)] * (len(made) + 1) for _ in range(len(rows) + 1)]
@@ -187,7 +187,7 @@ class Reconciler:
                 "Row %d adopted generation %s from the account's list (made %s after the request left)",
                 row.id,
                 api_id,
-                "?" if fresh.created_at is None else f"{fresh.created_at - row.created_at:.0f} s",
+                "?" if fresh.created_at is None else f"{fresh.created_at - row.sent_at:.0f} s",
             )
             await self._store.adopt(row.id, fresh, now)
 

@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE guild_limits ADD COLUMN user_queued INTEGER;
     CREATE INDEX generations_queued ON generations (queued_at) WHERE state = 'queued';
     """,
+    """
+    CREATE INDEX generations_active ON generations (state)
+        WHERE state IN ('submitting', 'running', 'checking', 'queued');
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -341,7 +345,7 @@ Query = tuple[str, tuple[object, ...]]
 def _member_usage_query(guild_id: int, requester_id: int, since: float) -> Query:
     return (
         f"SELECT COUNT(*) FILTER (WHERE {_COUNTED} AND created_at >= ?), COUNT(*) FILTER (WHERE {_IN_FLIGHT}),"
-        f" MAX(created_at) FILTER (WHERE state != 'rejected')"
+        f" MAX(created_at) FILTER (WHERE state NOT IN ('rejected', 'cancelled', 'expired', 'not_received'))"
         f" FROM generations WHERE guild_id = ? AND requester_id = ?",
         (since, guild_id, requester_id),
     )
@@ -382,20 +386,28 @@ def _usage_now(
 
 
 def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
+    # Read through the partial index generations_active (the WHERE spells out its condition).
     mine = "state = 'queued' AND guild_id = ? AND requester_id = ?"
+    ready = "state = 'queued' AND COALESCE(not_before, 0) <= ?"
     return (
         f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = ?),"
-        f" COUNT(*) FILTER (WHERE {mine}), COUNT(*) FILTER (WHERE {mine} AND COALESCE(not_before, 0) <= ?)"
+        f" COUNT(*) FILTER (WHERE {mine}), COUNT(*) FILTER (WHERE {mine} AND COALESCE(not_before, 0) <= ?),"
+        f" COUNT(*) FILTER (WHERE {ready} AND guild_id = ?)"
         " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
-        (guild_id, guild_id, requester_id, guild_id, requester_id, now),
+        (guild_id, guild_id, requester_id, guild_id, requester_id, now, now, guild_id),
     )
 
 
 def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
-    """The usage with what the running caps and the member's queue look at."""
-    everyone, server, user_queued, ready = row if row is not None else (0, 0, 0, 0)
+    """The usage with what the running caps and the queue look at."""
+    everyone, server, user_queued, ready, server_ready = row if row is not None else (0,) * 5
     return replace(
-        usage, everyone_running=everyone, server_running=server, user_queued=user_queued, waiting_ready=ready
+        usage,
+        everyone_running=everyone,
+        server_running=server,
+        user_queued=user_queued,
+        waiting_ready=ready,
+        server_waiting_ready=server_ready,
     )
 
 
@@ -696,7 +708,9 @@ class GenerationStore:
 
     async def checking(self) -> list[Generation]:
         """Rows whose create is being looked for, in the order their requests were sent."""
-        return await self._select("WHERE state = ? ORDER BY created_at, id", (State.CHECKING.value,))
+        return await self._select(
+            "WHERE state = ? ORDER BY COALESCE(started_at, created_at), id", (State.CHECKING.value,)
+        )
 
     async def submitting_prompts(self) -> set[str]:
         """Prompts of creates still waiting for their answer: their generations may be listed before they return."""

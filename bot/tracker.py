@@ -196,6 +196,8 @@ class Tracker:
             log.exception("Tracking a batch of %d generations failed; retrying next cycle", len(batch))
             return
         if finished:
+            if self._queue is not None:
+                self._queue.wake()  # slots freed: the next waiting jobs start now, not at the next cycle
             self._to_announce.update(dict.fromkeys(finished))
             self._announce_wake.set()
 

@@ -316,3 +316,37 @@ async def test_usage_counts_the_jobs_that_waited_and_their_median_wait(
     assert summary.waited == 2 and summary.median_wait == pytest.approx((61 + 122) / 2)
     fields = {field.name: field.value for field in usage_embed(summary).fields}
     assert fields["Waited in the queue"] == "2, median wait 2 min"
+
+
+async def test_a_job_that_waited_long_and_lost_its_create_answer_is_still_found_by_when_it_was_sent(
+    store: GenerationStore, api: LumaClient, clock: FakeClock, simulator: RunningSimulator
+) -> None:
+    bot = Bot(store, api, clock, max_running=1)
+    first = await bot.generate(ALICE, "the one running")
+    waiting = await bot.generate(BOB, "waits ten minutes")
+    assert waiting.state is State.QUEUED
+    clock.advance(600)  # the running one finishes only now: the waiting job is sent ten minutes after it was queued
+    simulator.state.create_faults.append("accept_then_500")
+    await bot.tracker.poll()
+    await bot.settle()
+    assert (await bot.service.current(waiting)).state is State.CHECKING
+    clock.advance(31)  # the workflow's first look comes after 30 s
+    await bot.tracker.run_side_jobs()
+    found = await bot.service.current(waiting)
+    [made] = [gen.id for gen in simulator.state.generations.values() if gen.prompt == "waits ten minutes"]
+    assert found.state is State.RUNNING and found.api_id == made
+    assert first.api_id != made and simulator.state.count(*CREATES) == 2
+
+
+async def test_a_new_command_does_not_overtake_a_job_of_its_server_waiting_for_a_freed_slot(
+    store: GenerationStore, api: LumaClient, clock: FakeClock, simulator: RunningSimulator
+) -> None:
+    bot = Bot(store, api, clock, max_running=1)
+    await bot.generate(ALICE, "the one running")
+    waiting = await bot.generate(BOB, "first in line")
+    clock.advance(61)
+    await bot.tracker.poll()  # the running one finishes: its slot is free, the runner not yet through its pass
+    later = await bot.generate(MODERATOR, "asked after the slot freed")
+    await bot.settle()
+    assert (await bot.service.current(waiting)).state is State.RUNNING
+    assert (await bot.service.current(later)).state is State.QUEUED

@@ -61,7 +61,8 @@ async def test_docker_run_with_the_example_env_file_keeps_the_database_in_the_vo
 
     run = await e2e.start_bot()
     started = await e2e.generate("A crane folding itself from paper")
-    await e2e.wait_announcement(started.generation_id)
+    # .env.example polls every 10 s: the video is announced at the first look-up after it finished.
+    await e2e.wait_announcement(started.generation_id, timeout=30)
     assert e2e.db_query("SELECT state FROM generations") == [("completed",)]
     assert not (e2e.tmp_path / "data").exists(), "the bot wrote a database outside the volume"
 
