@@ -539,51 +539,28 @@ class GenerationStore:
         counted_since: float = 0.0,
         counts: UsageCounts | None = None,
     ) -> Generation:
-        """Record a generation before its create request leaves, so a crash mid-request stays visible.
+        """Record a generation before its create request leaves, so a crash mid-request stays visible: `reserve`
+        for a request that never waits in the queue. With `admit`, the member's usage is read and the row inserted
+        in one transaction: `admit` raises to refuse."""
 
-        With `admit`, the member's usage is read and the row inserted in one transaction: `admit` raises to
-        refuse, and no burst of simultaneous requests can slip past a limit between the count and the insert.
-        `counts` says which day totals `admit` needs beyond the member's own (all by default).
-        """
-        counts = counts or UsageCounts()
+        def decide(usage: Usage) -> bool:
+            if admit is not None:
+                admit(usage)
+            return False
 
-        values = (
-            kind.value,
-            guild_id,
-            channel_id,
-            requester_id,
-            options.prompt,
-            options.aspect_ratio,
-            int(options.expand_prompt),
-            parent_api_id,
-            State.SUBMITTING.value,
-            now,
-            now,
-            model,
-            json.dumps(options.extras, sort_keys=True),
+        return await self.reserve(
+            kind=kind,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            requester_id=requester_id,
+            options=options,
+            parent_api_id=parent_api_id,
+            now=now,
+            model=model,
+            counted_since=counted_since,
+            decide=decide if admit is not None else None,
+            counts=counts,
         )
-
-        def reserve_now(connection: sqlite3.Connection) -> int:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if admit is not None:
-                    admit(_usage_now(connection, guild_id, requester_id, counted_since, counts))
-                cursor = connection.execute(
-                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
-                assert cursor.lastrowid is not None
-                connection.execute("COMMIT")
-                return cursor.lastrowid
-            except BaseException:
-                _roll_back(connection)
-                raise
-
-        # The writer runs it whole even if the command is cancelled: the transaction is never left open.
-        row_id = await self._run_write(reserve_now)
-        return await self._require(row_id)
 
     async def _usage(
         self, connection: aiosqlite.Connection, guild_id: int, requester_id: int, since: float, counts: UsageCounts

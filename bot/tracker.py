@@ -99,13 +99,7 @@ class Tracker:
     async def run_once(self) -> None:
         """One whole cycle, in order: look up running generations, announce finished ones, run the side jobs."""
         # Each step on its own: a failed look-up must not hold back announcing what already finished.
-        for step in (self.poll, self.announce_finished, self.run_side_jobs):
-            try:
-                await step()
-            except StorageUnavailable:
-                pass  # the store names the cause in the log once a minute; the next cycle tries again
-            except Exception:
-                log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
+        await _each((self.poll, self.announce_finished, self.run_side_jobs))
 
     async def _run_queue(self) -> None:
         if self._queue is not None:
@@ -140,13 +134,7 @@ class Tracker:
 
     async def run_side_jobs(self) -> None:
         """Jobs that run beside the look-ups, once per interval; one failing never stops the others."""
-        for job in (self._run_queue, self._reconcile, self.notify_checking, self._watch_balance):
-            try:
-                await job()
-            except StorageUnavailable:
-                pass  # the store names the cause in the log once a minute; the next run tries again
-            except Exception:
-                log.exception("Tracker job %s failed; retrying next cycle", job.__name__)
+        await _each((self._run_queue, self._reconcile, self.notify_checking, self._watch_balance))
 
     async def _watch_balance(self) -> None:
         if self._balance is not None:
@@ -305,3 +293,14 @@ class Tracker:
         delivery = await self._announcer.announce(generation)
         if delivery is not None:
             await self._store.mark_announced(generation.id, delivery, self._clock())
+
+
+async def _each(steps: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run every step, whatever happens to the others; a failure is retried at the next cycle."""
+    for step in steps:
+        try:
+            await step()
+        except StorageUnavailable:
+            pass  # the store names the cause in the log once a minute
+        except Exception:
+            log.exception("Tracker step %s failed; retrying next cycle", step.__name__)
