@@ -147,9 +147,15 @@ async def test_a_capped_burst_from_three_servers_runs_two_at_a_time_fairly_and_e
         "s2 bob 2",
         "s1 bob 3",
     ]
-    # A waiting job's place was edited as others went ahead of it.
-    places_shown = [embed_fields(v).get("Position in the queue") for v in versions(e2e, statuses[started[-1]])]
-    assert len({place for place in places_shown if place}) > 1
+
+    # Waiting jobs' places were edited as others went ahead of them (edits are throttled per message, so a job the
+    # queue reaches quickly may start before its next edit: look at them all).
+    def places_of(prompt: str) -> set[str]:
+        return {
+            place for v in versions(e2e, statuses[prompt]) if (place := embed_fields(v).get("Position in the queue"))
+        }
+
+    assert any(len(places_of(prompt)) > 1 for prompt in started[2:])
     e2e.finish()
 
 
