@@ -115,6 +115,13 @@ def history_embed(generations: Sequence[Generation]) -> discord.Embed:
     return embed
 
 
+_REQUEST_ENDINGS = {
+    State.NOT_RECEIVED: ("never reached the video service", "Trying again is safe."),
+    State.EXPIRED: ("was dropped from the queue", "It waited too long."),
+    State.UNCONFIRMED: ("may not have been received", "The video service did not confirm the request."),
+}
+
+
 def announcement(generation: Generation, *, by_direct_message: bool = False) -> str:
     """The message that tells a requester how their generation ended; it carries the id for de-duplication."""
     mention = f"<@{generation.requester_id}>"
@@ -133,25 +140,19 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
         reason = plain(generation.failure_reason or "The bot is checking whether the video service got it.", 800)
         head = f"{mention} {reason}{where}\n"
         body = f"Request #{generation.id} · **{prompt}**"
-    elif generation.state is State.NOT_RECEIVED:
-        reason = plain(generation.failure_reason or "Trying again is safe.", 500)
-        head = f"{mention} your video request never reached the video service{where}. {reason}\n"
-        body = f"Request {reference} · **{prompt}**"
     elif generation.state is State.REJECTED:
         reason = plain(generation.failure_reason or "no reason given", 500)
         head = f"{mention} the video service refused your queued request{where}: {reason}\n"
         body = f"Request {reference} · **{prompt}** · nothing was charged."
-    elif generation.state is State.EXPIRED:
-        reason = plain(generation.failure_reason or "It waited too long.", 500)
-        head = f"{mention} your video request was dropped from the queue{where}. {reason}\n"
-        body = f"Request {reference} · **{prompt}**"
     elif generation.state is State.TIMED_OUT:
         reason = plain(generation.failure_reason or "It took too long.", 300)
         head = f"{mention} your video is late{where}. {reason}\nGeneration {reference} · **{prompt}**"
         body = f"\n`/status {generation.reference}` can still show it if it finishes later."
     else:
-        reason = plain(generation.failure_reason or "The video service did not confirm the request.", 500)
-        head = f"{mention} your video request may not have been received{where}. {reason}\n"
+        # Requests that ended without a video: never received, dropped from the queue, or unconfirmed.
+        what, default_reason = _REQUEST_ENDINGS.get(generation.state, _REQUEST_ENDINGS[State.UNCONFIRMED])
+        reason = plain(generation.failure_reason or default_reason, 500)
+        head = f"{mention} your video request {what}{where}. {reason}\n"
         body = f"Request {reference} · **{prompt}**"
     # The body holds the video link: cut the head, never the link.
     return head[: CONTENT_LIMIT - len(body)] + body
