@@ -25,13 +25,14 @@ from .model_choice import ModelChoice
 from .moderation import ModerationService
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
+from .results import ResultService
 from .startup import silence_voice_warnings
 from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue")
+EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue", "cogs.results")
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -74,6 +75,23 @@ async def answer_privately(interaction: discord.Interaction, message: str) -> No
         log.warning("Could not send an error answer for interaction %s: %s", interaction.id, error)
 
 
+async def answer_failure(interaction: discord.Interaction, cause: BaseException, what: str) -> None:
+    """Answer a command or a press that failed: in plain words when the member should know why, else with an
+    apology whose id ties it to the full error in the log."""
+    message = message_for_error(cause)
+    if message is None:
+        incident = error_id()
+        log.error("%s failed [error %s]", what, incident, exc_info=cause)
+        message = (
+            f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
+            "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
+            "Tell the server's moderators if this keeps happening."
+        )
+    elif isinstance(cause, VideoApiError):
+        log.warning("%s failed on the video API: %s", what, cause)
+    await answer_privately(interaction, message)
+
+
 def command_name(interaction: discord.Interaction[VideoBot]) -> str:
     return interaction.command.qualified_name if interaction.command else "unknown"
 
@@ -93,17 +111,7 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
         if interaction.client.metrics is not None:
             outcome = "error" if message is None else "api_error" if isinstance(cause, VideoApiError) else "refused"
             interaction.client.metrics.command_finished(command_name(interaction), outcome)
-        if message is None:
-            incident = error_id()
-            log.error("Command /%s failed [error %s]", command_name(interaction), incident, exc_info=cause)
-            message = (
-                f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
-                "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
-                "Tell the server's moderators if this keeps happening."
-            )
-        elif isinstance(cause, VideoApiError):
-            log.warning("Command failed on the video API: %s", cause)
-        await answer_privately(interaction, message)
+        await answer_failure(interaction, cause, f"Command /{command_name(interaction)}")
 
 
 class VideoBot(commands.Bot):
@@ -156,6 +164,7 @@ class VideoBot(commands.Bot):
             models=ModelChoice(settings.luma_models),
             max_running=settings.max_running_generations,
         )
+        self.results = ResultService(store, api, self.generations, self.moderation)
         # The board that edits waiting jobs' status messages is set by cogs.queue.
         self.queue_runner = QueueRunner(
             store,

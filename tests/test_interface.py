@@ -45,7 +45,7 @@ def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
-    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel"}
+    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "show"}
 
 
 def test_queue_and_cancel_options(commands: dict[str, dict[str, Any]]) -> None:
