@@ -240,12 +240,12 @@ class GenerationService:
             task.cancel()
 
     async def check(
-        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, *, private: bool = False
     ) -> tuple[GuildRules, GenerationOptions]:
         """Every rule of the server, the model's options and the limits, checked without reserving anything, so that a
         refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
         Returns the rules and the options with their model settled."""
-        rules, options = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent, private=private)
         global_daily = self._moderation.global_daily
         if not self._counts_needed(rules, origin.member):
             return rules, options  # nothing to count: the command answers without reading the usage
@@ -267,12 +267,17 @@ class GenerationService:
         )
 
     async def _permitted(
-        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, *, private: bool = False
     ) -> tuple[GuildRules, GenerationOptions]:
         """The server's rules, after checking who, where, what words, whose video and which model (all but the
         limits); the options come back with their model."""
         rules = await self._moderation.rules(origin.guild_id)
         check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
+        if private and not rules.private_mode:
+            raise UserFacingError(
+                "This server's moderators have turned private mode off: ask without `private`, and the video is "
+                "posted in the channel."
+            )
         check_prompt_allowed(rules, options.prompt)
         if (
             parent is not None
@@ -378,9 +383,11 @@ class GenerationService:
         """A member's latest generations in this server, newest first."""
         return await self._store.recent_for_member(guild_id, user_id, HISTORY_SIZE)
 
-    async def suggest(self, guild_id: int, text: str) -> list[Generation]:
-        """Generations of this server matching typed text, for autocomplete."""
-        return await self._store.search_references(guild_id, text.strip())
+    async def suggest(self, guild_id: int, text: str, viewer: int | None = None) -> list[Generation]:
+        """Generations of this server matching typed text, for autocomplete; another member's private ones are
+        never offered."""
+        found = await self._store.search_references(guild_id, text.strip())
+        return [generation for generation in found if not generation.private or generation.requester_id == viewer]
 
     async def find_job(self, guild_id: int, reference: str) -> Generation:
         """A generation of this server by its id, or a job by its `#number` (a waiting job has no id yet)."""
@@ -462,19 +469,23 @@ class GenerationService:
                 "Row %d: the status message's id could not be stored; the announcement won't reply to it", generation.id
             )
 
-    async def start(self, origin: Origin, options: GenerationOptions, *, parent: Generation | None) -> Generation:
+    async def start(
+        self, origin: Origin, options: GenerationOptions, *, parent: Generation | None, private: bool = False
+    ) -> Generation:
         """Record and send one create (or extend, with a parent) request, exactly once.
 
         `options` come from prepare() and `parent` from extendable(); the cog calls those before deferring so
         that mistakes are answered at once.
         """
         async with self.submitting():
-            return await self._start(origin, options, parent)
+            return await self._start(origin, options, parent, private)
 
-    async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
+    async def _start(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, private: bool
+    ) -> Generation:
         kind = _kind_of(options, parent)
         # The limits are checked once, atomically with the insert, below.
-        rules, options = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent, private=private)
         model = options.model or self.models.default
         price = await self.expected_price(options) if self._balance is not None else 0
         if self._balance is not None:
@@ -502,6 +513,7 @@ class GenerationService:
                 decide=decide if self._counts_needed(rules, origin.member) else None,
                 limits_exempt=exempt,
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
+                private=private,
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error

@@ -157,6 +157,13 @@ class ModerationService:
         self._changed(guild_id)
         return await self.rules(guild_id)
 
+    async def set_private_mode(self, guild_id: int, allowed: object) -> GuildRules:
+        if not isinstance(allowed, bool):
+            raise UserFacingError("`allowed` must be true or false.")
+        await self._store.set_private_mode(guild_id, allowed, self._clock())
+        self._changed(guild_id)
+        return await self.rules(guild_id)
+
     async def add(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
         """Add to a server's list; False when it was already there. Lists are capped to stay readable."""
         value = self._entry_value(kind, value)

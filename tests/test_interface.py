@@ -60,7 +60,7 @@ def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
     assert list(options)[:3] == ["prompt", "aspect_ratio", "expand_prompt"]
     assert set(options) == {
         "prompt", "aspect_ratio", "expand_prompt", "resolution", "duration", "loop", "image", "end_image",
-        "last_frame_of",
+        "last_frame_of", "private",
     }  # fmt: skip
     assert options["prompt"]["required"] is True and options["prompt"]["max_length"] == 2048
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
@@ -77,6 +77,7 @@ def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
     assert [c["value"] for c in options["resolution"]["choices"]] == ["540p", "720p", "1080p", "4k"]
     assert [c["value"] for c in options["duration"]["choices"]] == [5, 9]
     assert options["image"]["type"] == options["end_image"]["type"] == 11
+    assert options["private"]["type"] == 5 and options["private"].get("required", False) is False
 
 
 def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
@@ -84,13 +85,21 @@ def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
     assert list(status) == ["generation_id"] and status["generation_id"].get("required", False) is False
     assert status["generation_id"]["autocomplete"] is True
     extend = options_of(commands["extend"])
-    assert list(extend) == ["generation_id", "prompt", "aspect_ratio", "expand_prompt"]
+    assert list(extend) == ["generation_id", "prompt", "aspect_ratio", "expand_prompt", "private"]
     assert extend["generation_id"]["required"] and extend["prompt"]["required"]
+    assert extend["private"]["type"] == 5
+
+
+def test_show_options(commands: dict[str, dict[str, Any]]) -> None:
+    show = options_of(commands["show"])
+    assert list(show) == ["generation_id"] and show["generation_id"]["required"]
+    assert show["generation_id"]["autocomplete"] is True
 
 
 def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     subcommands = options_of(commands["limits"])
-    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing"}
+    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing", "private"}
+    assert options_of(subcommands["private"])["allowed"]["type"] == 5
     assert set(options_of(subcommands["set"])) == {
         "user_daily",
         "server_daily",

@@ -180,3 +180,34 @@ async def test_show_takes_finished_videos_of_this_server_only(
     await moderation.add(1, RuleEntry.CHANNEL, "12")
     with pytest.raises(UserFacingError, match="<#12>"):
         await results.showable(HERE, video.api_id or "")
+
+
+async def test_private_requests_are_refused_where_moderators_turned_private_mode_off(
+    service: GenerationService, moderation: ModerationService, simulator: RunningSimulator
+) -> None:
+    options = service.prepare(GenerationOptions("a private fox"))
+    kept = await service.start(HERE, options, parent=None, private=True)
+    assert kept.private is True
+    await moderation.set_private_mode(1, False)
+    for attempt in (
+        service.check(HERE, options, None, private=True),
+        service.start(HERE, options, parent=None, private=True),
+    ):
+        with pytest.raises(UserFacingError, match="turned private mode off"):
+            await attempt
+    assert (await service.start(HERE, options, parent=None)).private is False  # asked publicly, it goes on
+    assert simulator.state.count(*CREATES) == 2
+
+
+async def test_another_members_private_videos_are_never_offered_nor_shown(
+    service: GenerationService, results: ResultService, clock: FakeClock
+) -> None:
+    options = service.prepare(GenerationOptions("a secret garden"))
+    private = await service.start(HERE, options, parent=None, private=True)
+    clock.advance(61)
+    private = await service.refresh(private)
+    assert [g.id for g in await service.suggest(1, "garden", viewer=HERE.user_id)] == [private.id]
+    assert await service.suggest(1, "garden", viewer=OTHER_MEMBER.user_id) == []
+    with pytest.raises(UserFacingError, match="No generation"):
+        await results.showable(OTHER_MEMBER, private.api_id or "")
+    assert (await results.showable(HERE, private.api_id or "")).id == private.id

@@ -284,3 +284,42 @@ async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_r
         await opened.close()
     with sqlite3.connect(path) as reopened:
         assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
+
+
+async def test_private_requests_and_the_private_mode_setting_survive_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "before-private.sqlite3"
+    before = next(number for number, script in enumerate(MIGRATIONS) if "ADD COLUMN private " in script)
+    with sqlite3.connect(path) as old:
+        for number, script in enumerate(MIGRATIONS[:before], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+        old.execute("INSERT INTO guild_limits (guild_id, members_share_videos, updated_at) VALUES (1, 0, 5)")
+    opened = await SqliteStore.open(path)
+    try:
+        [row] = await opened.running()
+        assert row.private is False  # what was asked before stays public
+        rules = await opened.guild_rules(1, ServerLimits())
+        assert rules.private_mode is True and rules.members_share_videos is False
+        await opened.set_private_mode(1, False, 10.0)
+        assert (await opened.guild_rules(1, ServerLimits())).private_mode is False
+        assert (await opened.guild_rules(1, ServerLimits())).members_share_videos is False
+        private = await opened.reserve(
+            kind=Kind.GENERATE,
+            guild_id=1,
+            channel_id=11,
+            requester_id=100,
+            options=GenerationOptions("a private fox"),
+            parent_api_id=None,
+            now=20.0,
+            model="legacy",
+            counted_since=0.0,
+            decide=None,
+            private=True,
+        )
+        assert private.private is True and (await opened.get(private.id)) == private
+    finally:
+        await opened.close()

@@ -186,11 +186,13 @@ class GenerationStore(Protocol):
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        private: bool = False,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
         Without `decide` (no limit nor cap applies) nothing is counted and the job is sent now.
-        `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
+        `counts` says which day totals `decide` needs beyond the member's own (all by default); `private`: its
+        result goes to the requester by DM only."""
         ...
 
     async def queue_usage_now(
@@ -243,6 +245,10 @@ class GenerationStore(Protocol):
         ...
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None: ...
+
+    async def set_private_mode(self, guild_id: int, allowed: bool, now: float) -> None:
+        """Whether members of this server may ask for videos privately (delivered by DM)."""
+        ...
 
     async def add_rule_entry(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
         """Add to one of a server's lists; False if it was there already."""

@@ -132,6 +132,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_active ON generations (state)
         WHERE state IN ('submitting', 'running', 'checking', 'queued');
     """,
+    """
+    ALTER TABLE generations ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE guild_limits ADD COLUMN private_mode INTEGER;
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -149,7 +153,7 @@ _COLUMNS = (
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
-    "limits_exempt"
+    "limits_exempt, private"
 )
 
 
@@ -195,6 +199,7 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         queue_attempts=row["queue_attempts"],
         not_before=row["not_before"],
         limits_exempt=bool(row["limits_exempt"]),
+        private=bool(row["private"]),
     )
 
 
@@ -867,6 +872,7 @@ class SqliteStore:
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        private: bool = False,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
@@ -885,7 +891,7 @@ class SqliteStore:
                 cursor = connection.execute(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                     " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                    " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " started_at, limits_exempt, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         kind.value,
                         guild_id,
@@ -903,6 +909,7 @@ class SqliteStore:
                         now if queued else None,
                         None if queued else now,
                         int(limits_exempt),
+                        int(private),
                     ),
                 )
                 assert cursor.lastrowid is not None
@@ -1031,11 +1038,12 @@ class SqliteStore:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await _one(
             self._reads,
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = ?",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, private_mode FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
+        private_mode = row["private_mode"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await _all(
             self._reads,
@@ -1052,6 +1060,7 @@ class SqliteStore:
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
+            private_mode=bool(private_mode) if private_mode is not None else True,
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -1063,6 +1072,9 @@ class SqliteStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_private_mode(self, guild_id: int, allowed: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"private_mode": int(allowed)}, now)
 
     async def _upsert_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
         if not values:
