@@ -186,32 +186,33 @@ class DiscordAnnouncer:
 
     async def _answer_privately(self, generation: Generation, dm_error: BaseException) -> Delivery | None:
         followup = self.private_answers.followup(generation.id)
-        if followup is None:
-            log.warning(
-                "Private row %d could not be sent by DM (%s), and its command's answer has expired: the requester "
-                "finds it with /status %s",
-                generation.id,
-                dm_error,
-                generation.reference,
-            )
-            return Delivery.UNDELIVERABLE
-        try:
-            await followup.send(
-                dm_closed_text(generation),
-                ephemeral=True,
-                allowed_mentions=discord.AllowedMentions.none(),
-                **self._card(generation, self.result_view(generation, True)),
-            )
-        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
-            if _is_passing(error):
-                log.warning("Answering private row %d ephemerally failed for now: %s", generation.id, error)
-                return None
-            log.warning(
-                "Private row %d is undeliverable: DMs closed (%s), answer gone (%s)", generation.id, dm_error, error
-            )
-            return Delivery.UNDELIVERABLE
-        log.info("Private row %d: the requester's DMs are closed; told in their command's answer", generation.id)
-        return Delivery.EPHEMERAL
+        if followup is not None:
+            try:
+                await followup.send(
+                    dm_closed_text(generation),
+                    ephemeral=True,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                    **self._card(generation, self.result_view(generation, True)),
+                )
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
+                if _is_passing(error):
+                    log.warning("Answering private row %d ephemerally failed for now: %s", generation.id, error)
+                    return None
+                log.info("Discord refused the answer of private row %d's command: %s", generation.id, error)
+                self.private_answers.forget(generation.id)
+            else:
+                log.info(
+                    "Private row %d: the requester's DMs are closed; told in their command's answer", generation.id
+                )
+                return Delivery.EPHEMERAL
+        log.warning(
+            "Private row %d could not be sent by DM (%s), and its command's answer has expired: the requester "
+            "finds it with /status %s",
+            generation.id,
+            dm_error,
+            generation.reference,
+        )
+        return Delivery.UNDELIVERABLE
 
     async def find_announcement(self, generation: Generation) -> Delivery | None:
         """Look in the channel, then the DM, for a message of ours that names this generation."""
