@@ -175,6 +175,8 @@ async def press_share(interaction: discord.Interaction[VideoBot], row_id: int) -
             embed=result_embed(fresh),
             allowed_mentions=discord.AllowedMentions.none(),
             view=result_view(fresh) or discord.utils.MISSING,
+            # Two quick presses (or two copies of the DM) post it once: Discord drops a repeated nonce for a while.
+            nonce=f"share-{generation.id}",
         )
     except discord.HTTPException as error:
         log.info("Sharing row %d in channel %d failed: %s", generation.id, generation.channel_id, error)
