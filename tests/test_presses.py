@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import discord
 import pytest
 
+from bot.announcer import PrivateAnswers
 from bot.models import Generation, Kind, State
 from bot.presses import Presser, ResultAction, press_refusal, result_actions
 from bot.result_messages import dm_closed_text, duration_text, private_ready_text, result_embed, shown_again_text
@@ -194,3 +197,17 @@ def test_refresh_swaps_the_old_link_for_the_fresh_one_and_keeps_the_rest() -> No
     late = make(state=State.TIMED_OUT, video_url=None)
     assert refreshed_content("<@3> your video is late.", late, after) == f"<@3> your video is late.\n{URL}?expires=2"
     assert refreshed_content(f"x {URL}?expires=2", after, after) == f"x {URL}?expires=2"
+
+
+def test_a_private_commands_answer_is_kept_only_while_discord_accepts_follow_ups() -> None:
+    asked = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    now = [asked.timestamp()]
+    answers = PrivateAnswers(clock=lambda: now[0])
+    followup = object()
+    answers.remember(7, SimpleNamespace(created_at=asked, followup=followup))  # type: ignore[arg-type]
+    now[0] += 14 * 60
+    assert answers.followup(7) is followup
+    now[0] += 60  # 15 minutes after the command: Discord refuses its token, so it is no use any more
+    assert answers.followup(7) is None
+    answers.remember(8, SimpleNamespace(created_at=asked, followup=followup))  # type: ignore[arg-type]
+    assert answers.followup(8) is None  # an answer already too old is not kept at all
