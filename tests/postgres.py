@@ -69,8 +69,8 @@ async def fresh_database() -> AsyncIterator[str]:
             await admin.close()
 
 
-async def leftover_test_databases() -> list[str]:
-    """Databases of these tests still on the server."""
+async def databases_of_tests() -> list[str]:
+    """The databases of these tests now on the server."""
     admin = await _admin_connection()
     try:
         rows = await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bot\\_test\\_%'")
