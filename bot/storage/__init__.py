@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import DatabaseUrl, Settings
 from .interface import GenerationStore
 from .records import (
     LIMIT_NAMES,
+    TABLES,
     DatabaseUnusable,
     RuleEntry,
     SpendRow,
@@ -19,9 +22,13 @@ from .records import (
 )
 from .sqlite import MIGRATIONS, SqliteStore
 
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
 __all__ = [
     "LIMIT_NAMES",
     "MIGRATIONS",
+    "TABLES",
     "DatabaseUnusable",
     "GenerationStore",
     "RuleEntry",
@@ -32,6 +39,8 @@ __all__ = [
     "TrackedGeneration",
     "UsageCounts",
     "UsageReport",
+    "open_postgres",
+    "open_sqlite",
     "open_store",
 ]
 
@@ -40,14 +49,18 @@ async def open_store(settings: Settings) -> GenerationStore:
     """Open (and migrate) the database the settings name: PostgreSQL at DATABASE_URL when it is set, else the SQLite
     file at DATABASE_PATH. Raises DatabaseUnusable when it cannot be opened."""
     if settings.database_url is not None:
-        return await _open_postgres(settings.database_url)
+        return await open_postgres(settings.database_url)
+    return await open_sqlite(settings.database_path)
+
+
+async def open_sqlite(path: Path) -> SqliteStore:
     try:
-        return await SqliteStore.open(settings.database_path)
+        return await SqliteStore.open(path)
     except (OSError, sqlite3.Error, RuntimeError) as error:
-        raise DatabaseUnusable(f"DATABASE_PATH {str(settings.database_path)!r} can't be used: {error}") from error
+        raise DatabaseUnusable(f"DATABASE_PATH {str(path)!r} can't be used: {error}") from error
 
 
-async def _open_postgres(url: DatabaseUrl) -> GenerationStore:
+async def open_postgres(url: DatabaseUrl) -> PostgresStore:
     try:
         # Imported here: asyncpg is an optional extra, needed only by those who set DATABASE_URL.
         from .postgres import OPEN_ERRORS, PostgresStore

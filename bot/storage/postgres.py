@@ -15,6 +15,7 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    TABLES,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -120,14 +121,6 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
-
-# The tables a SQLite database's rows are copied into, each with its key (python -m bot.migrate_to_postgres).
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "generations": ("id",),
-    "guild_limits": ("guild_id",),
-    "guild_rule_entries": ("guild_id", "kind", "value"),
-    "bot_meta": ("key",),
-}
 
 # What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
 # out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
@@ -327,6 +320,40 @@ class PostgresStore:
 
     async def schema_version(self) -> int:
         return int(await self._read(lambda connection: connection.fetchval("SELECT version FROM schema_version")))
+
+    # --- copying another database in ----------------------------------------------------------------
+
+    async def import_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> int:
+        """Add the rows whose key (or api_id) is not here yet, in one transaction; returns how many were added. The
+        identity of generations then continues after the highest id, so new rows never take a copied one's."""
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+
+        async def copy(connection: asyncpg.Connection) -> int:
+            async with connection.transaction():
+                # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
+                await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
+                records = [tuple(row) for row in rows]
+                await connection.copy_records_to_table("incoming", records=records, columns=columns)
+                names = ", ".join(columns)
+                added = _changed(
+                    await connection.execute(
+                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING"
+                    )
+                )
+                if table == "generations":
+                    await connection.execute(
+                        "SELECT setval(pg_get_serial_sequence('generations', 'id'), COALESCE(MAX(id), 0) + 1, false)"
+                        " FROM generations"
+                    )
+                return added
+
+        return await self._run_write(copy)
+
+    async def row_count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        return int(await self._read(lambda connection: connection.fetchval(f"SELECT COUNT(*) FROM {table}")))
 
     # --- running statements ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    TABLES,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -357,6 +358,21 @@ class SqliteStore:
             # executescript commits first, so the migration and its version bump go in one explicit script.
             await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
             log.info("Database migrated to schema version %d", number)
+
+    async def table_rows(self, table: str) -> tuple[list[str], list[tuple[object, ...]]]:
+        """Every row of one of the bot's tables (its column names, and its rows in key order), for copying."""
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        async with self._db.execute(f"SELECT * FROM {table} ORDER BY 1") as cursor:
+            columns = [column[0] for column in cursor.description]
+            rows = [tuple(row) for row in await cursor.fetchall()]
+        return columns, rows
+
+    async def row_count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        row = await _one(self._db, f"SELECT COUNT(*) FROM {table}")
+        return int(row[0]) if row else 0
 
     async def journal_mode(self) -> str:
         async with self._db.execute("PRAGMA journal_mode") as cursor:
