@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import GenerationOptions, Kind
+from bot.storage import StorageUnavailable
 from tests.postgres import databases_of_tests, fresh_database
 
 if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a skip
@@ -142,3 +143,53 @@ async def test_each_test_database_is_dropped_afterwards() -> None:
         name = url.rsplit("/", 1)[1]
         assert name in await databases_of_tests()
     assert name not in await databases_of_tests()
+
+
+_DROP_CONNECTIONS = """
+import asyncio, sys, asyncpg
+async def main():
+    admin = await asyncpg.connect(sys.argv[1])
+    print(await admin.fetchval(
+        "SELECT COUNT(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    await admin.close()
+asyncio.run(main())
+"""
+
+
+def _drop_connections_to(url: str) -> int:
+    """What a restart of the server does to the bot's open connections: each is closed by the server. Done from
+    another process while this one's event loop waits, so that the store meets its dead connections unawares, as
+    after a restart it did not see happen."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DROP_CONNECTIONS, url], capture_output=True, text=True, timeout=60, check=True
+    )
+    return int(done.stdout)
+
+
+async def test_connections_the_server_drops_are_replaced_and_a_write_that_meets_one_says_storage_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fresh_database() as url:
+        store = await PostgresStore.open(url)
+        try:
+            await store.set_meta("k", "before")
+            assert _drop_connections_to(url) >= 2
+            # A read meeting a dead connection is read again on a new one.
+            assert await store.get_meta("k") == "before"
+            assert _drop_connections_to(url) >= 2
+            outcomes = []
+            for attempt in range(3):
+                try:
+                    await store.set_meta("k", f"after {attempt}")
+                    outcomes.append("written")
+                except StorageUnavailable:
+                    outcomes.append("unavailable")
+            # At most the write that met a dead connection fails, plainly (it may have been done); the pool replaces
+            # the other dead ones before their next use.
+            assert outcomes[1:] == ["written", "written"]
+            assert await store.get_meta("k") == "after 2"
+            if outcomes[0] == "unavailable":
+                assert "The database cannot be written" in caplog.text
+        finally:
+            await store.close()

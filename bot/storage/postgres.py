@@ -4,6 +4,7 @@ same behaviour as the SQLite store, so that several bot processes can share one 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -124,12 +125,18 @@ MIGRATIONS: tuple[str, ...] = (
 
 # What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
 # out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+# A connection that failed so is not used again (the pool opens another in its place): a server restarted under it
+# leaves it dead, or (asyncpg's InternalClientError) with its protocol in a state it cannot leave.
+BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
-    TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.InsufficientResourcesError,
     asyncpg.OperatorInterventionError,
+    asyncpg.InternalClientError,
+)
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    *BROKEN_CONNECTION_ERRORS,
+    TimeoutError,
+    asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,
 )
 
@@ -357,18 +364,35 @@ class PostgresStore:
 
     # --- running statements ----------------------------------------------------------------------------
 
-    async def _on_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `work` on a connection of the pool; a server that cannot take it raises StorageUnavailable (its cause
-        logged once a minute)."""
+    async def _on_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, tries: int = 1) -> T:
+        """Run `work` on a connection of the pool, up to `tries` times while connections turn out broken; a server
+        that cannot take it raises StorageUnavailable (its cause logged once a minute)."""
+        for _ in range(tries - 1):
+            with contextlib.suppress(*BROKEN_CONNECTION_ERRORS):
+                return await self._attempt(work)
         try:
-            async with self._pool.acquire() as connection:
-                return await work(connection)
+            return await self._attempt(work)
         except UNAVAILABLE_ERRORS as error:
             self._write_trouble.failed(error)
             raise StorageUnavailable(str(error)) from error
 
+    async def _attempt(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._pool.acquire() as connection:
+            try:
+                return await work(connection)
+            except BROKEN_CONNECTION_ERRORS:
+                # Never used again: the pool opens another in its place. (One the server closed is gone already.)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
+                # What broke this one (a restart of the server, most often) broke the others that were open then:
+                # each is replaced before its next use rather than failing a statement of its own.
+                await self._pool.expire_connections()
+                raise
+
     async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        return await self._on_connection(work)
+        # A read is tried again on another connection when its own was broken (a server restart leaves every open
+        # connection so); a write is not, as it may have been done before its connection broke.
+        return await self._on_connection(work, tries=2)
 
     async def _run_write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run a write whole even if its caller is cancelled: a write must not be left half-known (the caller may be
