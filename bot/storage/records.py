@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 from ..quota import ServerLimits
 
+# Every table of the bot's data, in both backends (what python -m bot.migrate_to_postgres copies).
+TABLES = ("generations", "guild_limits", "guild_rule_entries", "bot_meta")
 LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
 
 
@@ -89,3 +91,7 @@ class TrackedGeneration(NamedTuple):
 
 class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+class DatabaseUnusable(Exception):
+    """The database the settings name cannot be opened; the message names the setting and why (never a password)."""

@@ -8,9 +8,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +18,7 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    TABLES,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -28,6 +27,7 @@ from .records import (
     UsageCounts,
     UsageReport,
 )
+from .shared import WriteTrouble, generation_from_row, queue_usage
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,6 @@ MIGRATIONS: tuple[str, ...] = (
 # report a failure, which Luma does not charge.
 _COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'expired')"
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
-# How often the log says that the database cannot be written, while it cannot.
-WRITE_TROUBLE_LOG_INTERVAL = 60.0
 
 
 _COLUMNS = (
@@ -151,77 +149,6 @@ _COLUMNS = (
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
     "limits_exempt"
 )
-
-
-def _generation_from_row(row: sqlite3.Row) -> Generation:
-    return Generation(
-        id=row["id"],
-        api_id=row["api_id"],
-        parent_api_id=row["parent_api_id"],
-        kind=Kind(row["kind"]),
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        requester_id=row["requester_id"],
-        prompt=row["prompt"],
-        aspect_ratio=row["aspect_ratio"],
-        expand_prompt=bool(row["expand_prompt"]),
-        state=State(row["state"]),
-        api_state=row["api_state"],
-        video_url=row["video_url"],
-        thumbnail_url=row["thumbnail_url"],
-        last_frame_url=row["last_frame_url"],
-        failure_reason=row["failure_reason"],
-        status_message_id=row["status_message_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        submitted_at=row["submitted_at"],
-        finished_at=row["finished_at"],
-        announce_claimed_at=row["announce_claimed_at"],
-        announced_at=row["announced_at"],
-        announce_attempts=row["announce_attempts"],
-        delivery=Delivery(row["delivery"]) if row["delivery"] else None,
-        model=row["model"],
-        extras=json.loads(row["extras_json"]),
-        checking_since=row["checking_since"],
-        next_check_at=row["next_check_at"],
-        check_until=row["check_until"],
-        list_read_at=row["list_read_at"],
-        check_attempts=row["check_attempts"],
-        notice_sent_at=row["notice_sent_at"],
-        credits_used=row["credits_used"],
-        usd_spent=row["usd_spent"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        queue_attempts=row["queue_attempts"],
-        not_before=row["not_before"],
-        limits_exempt=bool(row["limits_exempt"]),
-    )
-
-
-class _WriteTrouble:
-    """Names the cause of failing writes in the log once a minute, rather than a traceback per command."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._failing_since: float | None = None
-        self._logged_at: float | None = None
-
-    def failed(self, error: BaseException) -> None:
-        now = self._clock()
-        if self._failing_since is None:
-            self._failing_since = now
-        if self._logged_at is None or now - self._logged_at >= WRITE_TROUBLE_LOG_INTERVAL:
-            self._logged_at = now
-            log.error(
-                "The database cannot be written (%s): new videos are refused until it can, and accepted ones are "
-                "kept and written as soon as it works again",
-                error,
-            )
-
-    def succeeded(self) -> None:
-        if self._failing_since is not None:
-            log.warning("The database can be written again, after %.0f s", self._clock() - self._failing_since)
-            self._failing_since = self._logged_at = None
 
 
 _API_UPDATE = (
@@ -326,21 +253,8 @@ def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
     )
 
 
-def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
-    """The usage with what the running caps and the queue look at."""
-    everyone, server, user_queued, ready, server_ready = row if row is not None else (0,) * 5
-    return replace(
-        usage,
-        everyone_running=everyone,
-        server_running=server,
-        user_queued=user_queued,
-        waiting_ready=ready,
-        server_waiting_ready=server_ready,
-    )
-
-
 def _with_queue(connection: sqlite3.Connection, usage: Usage, guild_id: int, requester_id: int, now: float) -> Usage:
-    return _queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
+    return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
 
 
 async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
@@ -379,7 +293,7 @@ class SqliteStore:
         self._writer = writer
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
-        self._write_trouble = _WriteTrouble()
+        self._write_trouble = WriteTrouble()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -444,6 +358,21 @@ class SqliteStore:
             # executescript commits first, so the migration and its version bump go in one explicit script.
             await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
             log.info("Database migrated to schema version %d", number)
+
+    async def table_rows(self, table: str) -> tuple[list[str], list[tuple[object, ...]]]:
+        """Every row of one of the bot's tables (its column names, and its rows in key order), for copying."""
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        async with self._db.execute(f"SELECT * FROM {table} ORDER BY 1") as cursor:
+            columns = [column[0] for column in cursor.description]
+            rows = [tuple(row) for row in await cursor.fetchall()]
+        return columns, rows
+
+    async def row_count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        row = await _one(self._db, f"SELECT COUNT(*) FROM {table}")
+        return int(row[0]) if row else 0
 
     async def journal_mode(self) -> str:
         async with self._db.execute("PRAGMA journal_mode") as cursor:
@@ -738,7 +667,7 @@ class SqliteStore:
 
     async def get(self, row_id: int) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def _require(self, row_id: int) -> Generation:
         generation = await self.get(row_id)
@@ -772,7 +701,7 @@ class SqliteStore:
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
@@ -804,7 +733,7 @@ class SqliteStore:
             f"SELECT {_COLUMNS} FROM generations WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
             (row_id,),
         )
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def unannounced(self) -> list[Generation]:
         """Finished generations whose requester has not been told yet, oldest first."""
@@ -829,7 +758,7 @@ class SqliteStore:
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
-            _generation_from_row(row)
+            generation_from_row(row)
             for row in await _all(self._reads, f"SELECT {_COLUMNS} FROM generations {where}", params)
         ]
 
@@ -921,7 +850,7 @@ class SqliteStore:
         """A member's standing against the limits and the running caps, before anything is reserved."""
         usage = await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
         row = await _one(self._reads, *_queue_query(guild_id, requester_id, now))
-        return _queue_usage(usage, row)
+        return queue_usage(usage, row)
 
     async def queued(self) -> list[Generation]:
         """Every job waiting for a slot, oldest first."""
