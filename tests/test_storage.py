@@ -248,6 +248,25 @@ async def test_a_failing_write_fails_alone_and_a_cancelled_caller_s_write_still_
     assert logged(tmp_path / "w.sqlite3") == ["abandoned", "fine"]
 
 
+async def test_a_write_that_fails_half_way_is_undone_alone_while_its_batch_commits(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    def half_done(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO log (name) VALUES ('half')")
+        raise ValueError("refused after writing")
+
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    queued = [
+        asyncio.create_task(writer.run(work)) for work in (logging_work("before"), half_done, logging_work("after"))
+    ]
+    await asyncio.sleep(0)
+    await held.let_go()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    assert outcomes[0] == 1 and isinstance(outcomes[1], ValueError) and outcomes[2] == 1
+    assert logged(tmp_path / "w.sqlite3") == ["before", "after"]
+
+
 async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(20)]
 

@@ -4,7 +4,6 @@ migrations, every SQL statement of the bot."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -354,13 +353,6 @@ async def _one(connection: aiosqlite.Connection, sql: str, params: Sequence[obje
     return rows[0] if rows else None
 
 
-def _roll_back(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
-        with contextlib.suppress(sqlite3.OperationalError):
-            connection.execute("ROLLBACK")
-
-
 class SqliteStore:
     """The bot's SQLite database."""
 
@@ -692,23 +684,17 @@ class SqliteStore:
 
         def record(connection: sqlite3.Connection) -> list[int]:
             finished: list[int] = []
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for row_id, api in updates:
-                    row = connection.execute(
-                        _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
-                    ).fetchone()
-                    if row is not None and State(row[0]).is_final:
-                        finished.append(row_id)
-                for row_id in timed_out:
-                    if connection.execute(
-                        _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
-                    ).fetchone():
-                        finished.append(row_id)
-                connection.execute("COMMIT")
-            except BaseException:
-                _roll_back(connection)
-                raise
+            for row_id, api in updates:
+                row = connection.execute(
+                    _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
+                ).fetchone()
+                if row is not None and State(row[0]).is_final:
+                    finished.append(row_id)
+            for row_id in timed_out:
+                if connection.execute(
+                    _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
+                ).fetchone():
+                    finished.append(row_id)
             return sorted(finished)
 
         return await self._run_write(record, background=True)
@@ -875,42 +861,36 @@ class SqliteStore:
         counts = counts or UsageCounts()
 
         def reserve_now(connection: sqlite3.Connection) -> int:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                queued = False
-                if decide is not None:
-                    usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
-                    queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
-                state = State.QUEUED if queued else State.SUBMITTING
-                cursor = connection.execute(
-                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                    " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        kind.value,
-                        guild_id,
-                        channel_id,
-                        requester_id,
-                        options.prompt,
-                        options.aspect_ratio,
-                        int(options.expand_prompt),
-                        parent_api_id,
-                        state.value,
-                        now,
-                        now,
-                        model,
-                        json.dumps(options.extras, sort_keys=True),
-                        now if queued else None,
-                        None if queued else now,
-                        int(limits_exempt),
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                connection.execute("COMMIT")
-                return cursor.lastrowid
-            except BaseException:
-                _roll_back(connection)
-                raise
+            queued = False
+            if decide is not None:
+                usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
+                queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
+            state = State.QUEUED if queued else State.SUBMITTING
+            cursor = connection.execute(
+                "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
+                " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind.value,
+                    guild_id,
+                    channel_id,
+                    requester_id,
+                    options.prompt,
+                    options.aspect_ratio,
+                    int(options.expand_prompt),
+                    parent_api_id,
+                    state.value,
+                    now,
+                    now,
+                    model,
+                    json.dumps(options.extras, sort_keys=True),
+                    now if queued else None,
+                    None if queued else now,
+                    int(limits_exempt),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
         # The writer runs it whole even if the command is cancelled: the transaction is never left open.
         return await self._require(await self._run_write(reserve_now))
@@ -953,32 +933,26 @@ class SqliteStore:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
         def claim(connection: sqlite3.Connection) -> int:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                everyone, server, user = connection.execute(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
-                    " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
-                    " AND generations.requester_id = q.requester_id)"
-                    " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
-                    " WHERE generations.state IN ('submitting', 'running', 'checking')",
-                    (row_id,),
-                ).fetchone()
-                full = (
-                    (max_running and everyone >= max_running)
-                    or (server_cap and server >= server_cap)
-                    or (user_cap and user >= user_cap)
-                )
-                claimed = 0
-                if not full:
-                    claimed = connection.execute(
-                        "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-                        (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
-                    ).rowcount
-                connection.execute("COMMIT")
-                return claimed
-            except BaseException:
-                _roll_back(connection)
-                raise
+            everyone, server, user = connection.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
+                " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
+                " AND generations.requester_id = q.requester_id)"
+                " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
+                " WHERE generations.state IN ('submitting', 'running', 'checking')",
+                (row_id,),
+            ).fetchone()
+            full = (
+                (max_running and everyone >= max_running)
+                or (server_cap and server >= server_cap)
+                or (user_cap and user >= user_cap)
+            )
+            claimed = 0
+            if not full:
+                claimed = connection.execute(
+                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                    (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+                ).rowcount
+            return claimed
 
         return await self._require(row_id) if await self._run_write(claim) else None
 
