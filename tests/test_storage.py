@@ -16,6 +16,19 @@ from bot.storage import sqlite as storage
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
 
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """The tests of this module run on each backend, but for those of SQLite's own machinery."""
+    return any_store
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(tmp_path / "bot.sqlite3")
+    yield opened
+    await opened.close()
+
+
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
     return await store.insert_submitting(
         kind=Kind.GENERATE,
@@ -136,7 +149,8 @@ async def test_a_cancelled_reservation_leaves_no_open_transaction(store: Generat
     assert (await store.get(later.id)) is not None and await store.get_meta("k") == "v"
 
 
-async def test_the_tracker_reads_only_running_rows_through_the_partial_index(store: GenerationStore) -> None:
+async def test_the_tracker_reads_only_running_rows_through_the_partial_index(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     sent = await _insert(store, now=100.0)
     await store.mark_submitted(sent.id, ApiGeneration(id="api-1", state="pending"), 101.0)
     await _insert(store, now=102.0)  # still submitting: not looked up

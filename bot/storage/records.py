@@ -89,3 +89,7 @@ class TrackedGeneration(NamedTuple):
 
 class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+class DatabaseUnusable(Exception):
+    """The database the settings name cannot be opened; the message names the setting and why (never a password)."""

@@ -7,9 +7,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +25,7 @@ from .records import (
     UsageCounts,
     UsageReport,
 )
+from .shared import WriteTrouble, generation_from_row, queue_usage
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -137,8 +136,6 @@ MIGRATIONS: tuple[str, ...] = (
 # report a failure, which Luma does not charge.
 _COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'expired')"
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
-# How often the log says that the database cannot be written, while it cannot.
-WRITE_TROUBLE_LOG_INTERVAL = 60.0
 
 
 _COLUMNS = (
@@ -150,77 +147,6 @@ _COLUMNS = (
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
     "limits_exempt"
 )
-
-
-def _generation_from_row(row: sqlite3.Row) -> Generation:
-    return Generation(
-        id=row["id"],
-        api_id=row["api_id"],
-        parent_api_id=row["parent_api_id"],
-        kind=Kind(row["kind"]),
-        guild_id=row["guild_id"],
-        channel_id=row["channel_id"],
-        requester_id=row["requester_id"],
-        prompt=row["prompt"],
-        aspect_ratio=row["aspect_ratio"],
-        expand_prompt=bool(row["expand_prompt"]),
-        state=State(row["state"]),
-        api_state=row["api_state"],
-        video_url=row["video_url"],
-        thumbnail_url=row["thumbnail_url"],
-        last_frame_url=row["last_frame_url"],
-        failure_reason=row["failure_reason"],
-        status_message_id=row["status_message_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        submitted_at=row["submitted_at"],
-        finished_at=row["finished_at"],
-        announce_claimed_at=row["announce_claimed_at"],
-        announced_at=row["announced_at"],
-        announce_attempts=row["announce_attempts"],
-        delivery=Delivery(row["delivery"]) if row["delivery"] else None,
-        model=row["model"],
-        extras=json.loads(row["extras_json"]),
-        checking_since=row["checking_since"],
-        next_check_at=row["next_check_at"],
-        check_until=row["check_until"],
-        list_read_at=row["list_read_at"],
-        check_attempts=row["check_attempts"],
-        notice_sent_at=row["notice_sent_at"],
-        credits_used=row["credits_used"],
-        usd_spent=row["usd_spent"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        queue_attempts=row["queue_attempts"],
-        not_before=row["not_before"],
-        limits_exempt=bool(row["limits_exempt"]),
-    )
-
-
-class _WriteTrouble:
-    """Names the cause of failing writes in the log once a minute, rather than a traceback per command."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._failing_since: float | None = None
-        self._logged_at: float | None = None
-
-    def failed(self, error: BaseException) -> None:
-        now = self._clock()
-        if self._failing_since is None:
-            self._failing_since = now
-        if self._logged_at is None or now - self._logged_at >= WRITE_TROUBLE_LOG_INTERVAL:
-            self._logged_at = now
-            log.error(
-                "The database cannot be written (%s): new videos are refused until it can, and accepted ones are "
-                "kept and written as soon as it works again",
-                error,
-            )
-
-    def succeeded(self) -> None:
-        if self._failing_since is not None:
-            log.warning("The database can be written again, after %.0f s", self._clock() - self._failing_since)
-            self._failing_since = self._logged_at = None
 
 
 _API_UPDATE = (
@@ -325,21 +251,8 @@ def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
     )
 
 
-def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
-    """The usage with what the running caps and the queue look at."""
-    everyone, server, user_queued, ready, server_ready = row if row is not None else (0,) * 5
-    return replace(
-        usage,
-        everyone_running=everyone,
-        server_running=server,
-        user_queued=user_queued,
-        waiting_ready=ready,
-        server_waiting_ready=server_ready,
-    )
-
-
 def _with_queue(connection: sqlite3.Connection, usage: Usage, guild_id: int, requester_id: int, now: float) -> Usage:
-    return _queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
+    return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
 
 
 async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
@@ -371,7 +284,7 @@ class SqliteStore:
         self._writer = writer
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
-        self._write_trouble = _WriteTrouble()
+        self._write_trouble = WriteTrouble()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -724,7 +637,7 @@ class SqliteStore:
 
     async def get(self, row_id: int) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def _require(self, row_id: int) -> Generation:
         generation = await self.get(row_id)
@@ -758,7 +671,7 @@ class SqliteStore:
 
     async def get_by_api_id(self, api_id: str) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
@@ -790,7 +703,7 @@ class SqliteStore:
             f"SELECT {_COLUMNS} FROM generations WHERE id = ? AND announced_at IS NULL AND finished_at IS NOT NULL",
             (row_id,),
         )
-        return _generation_from_row(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def unannounced(self) -> list[Generation]:
         """Finished generations whose requester has not been told yet, oldest first."""
@@ -815,7 +728,7 @@ class SqliteStore:
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
-            _generation_from_row(row)
+            generation_from_row(row)
             for row in await _all(self._reads, f"SELECT {_COLUMNS} FROM generations {where}", params)
         ]
 
@@ -901,7 +814,7 @@ class SqliteStore:
         """A member's standing against the limits and the running caps, before anything is reserved."""
         usage = await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
         row = await _one(self._reads, *_queue_query(guild_id, requester_id, now))
-        return _queue_usage(usage, row)
+        return queue_usage(usage, row)
 
     async def queued(self) -> list[Generation]:
         """Every job waiting for a slot, oldest first."""
