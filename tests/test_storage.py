@@ -11,7 +11,7 @@ import pytest
 
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
 from bot.quota import ServerLimits
-from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration
+from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration, UsageCounts
 from bot.storage import sqlite as storage
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
@@ -187,6 +187,19 @@ async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(
     # Rows already final are not finished twice.
     again = await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0)
     assert again == []
+
+
+async def test_a_reservation_counts_by_seeking_indexes_not_by_reading_every_running_row(
+    sqlite_store: SqliteStore,
+) -> None:
+    counts = UsageCounts(server_running=True, everyone_running=True)
+    for query in (storage._queue_query(1, 10, 100.0, counts), storage._in_flight_query(7, 5, 5)):
+        async with sqlite_store._background_reads.execute("EXPLAIN QUERY PLAN " + query[0], query[1]) as cursor:
+            plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+        assert "SCAN generations" not in plan
+        assert "generations_in_flight_by_guild" in plan
+    unused = storage._queue_query(1, 10, 100.0, UsageCounts(server_running=False, everyone_running=False))[0]
+    assert storage._IN_FLIGHT not in unused  # no cap, no count of the jobs in flight
 
 
 @pytest.fixture
