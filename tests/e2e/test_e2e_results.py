@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from .fake_discord import FakeMessage, InteractionHandle, MessageKind
 from .harness import E2E, allowed_mentions_of, assert_private, embed_fields, status_id
 
@@ -85,6 +87,14 @@ async def test_a_results_buttons_work_after_a_kill_and_restart(e2e: E2E) -> None
         "Refresh": f"result:refresh:{row}",
     }
 
+    # Extend opens a form asking what happens next; Alice is still typing when the bot is killed.
+    opened = await fake.send_component(announcement, buttons(announcement)["Extend"], user=fake.alice)
+    form = await opened.wait_response(3)
+    assert form.type == MODAL and form.data is not None
+    assert form.data["custom_id"] == f"result:extend-prompt:{row}" and form.data["title"] == "Extend this video"
+    with pytest.raises(ValueError, match="takes 3 to 2048 characters"):
+        await fake.submit_form(opened, {"prompt": "no"})  # the form itself asks for a real prompt
+
     await e2e.kill_bot()
     await e2e.start_bot()
 
@@ -109,14 +119,9 @@ async def test_a_results_buttons_work_after_a_kill_and_restart(e2e: E2E) -> None
     first, second = e2e.create_bodies()[:2]
     assert first == second and first["user_prompt"] == prompt
 
-    # Extend: a form asks for what happens next, then the video is continued as /extend would.
-    press = await fake.send_component(announcement, buttons(announcement)["Extend"], user=fake.alice)
-    form = await press.wait_response(3)
-    assert form.type == MODAL and form.data is not None
-    assert form.data["custom_id"] == f"result:extend-prompt:{row}" and form.data["title"] == "Extend this video"
-    submitted = await fake.send_modal_submit(
-        form.data["custom_id"], {"prompt": "The lantern lands on the far shore"}, user=fake.alice
-    )
+    # Extend, on the form Alice opened before the kill: the video is continued as /extend would.
+    submitted = await fake.submit_form(opened, {"prompt": "The lantern lands on the far shore"})
+    assert submitted.payload["message"]["id"] == str(announcement.id)
     extension = await started_by(e2e, submitted)
     assert sim.state.generations[extension].parent_id == status.generation_id
     extended = await e2e.wait_announcement(extension)
@@ -160,9 +165,8 @@ async def test_presses_follow_the_servers_rules_and_limits(e2e: E2E) -> None:
     assert_private(await e2e.private_answer(press), "daily limit")
     assert_private(await e2e.ask("generate", {"prompt": "One more boat"}), "daily limit")
     press = await fake.send_component(announcement, buttons(announcement)["Extend"], user=fake.alice)
-    form = await press.wait_response(3)
-    assert form.data is not None
-    submitted = await fake.send_modal_submit(form.data["custom_id"], {"prompt": "The boat sails on"}, user=fake.alice)
+    await press.wait_response(3)
+    submitted = await fake.submit_form(press, {"prompt": "The boat sails on"})
     assert_private(await e2e.private_answer(submitted), "daily limit")
     assert e2e.creates() == 4
     e2e.finish()

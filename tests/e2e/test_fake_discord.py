@@ -332,6 +332,27 @@ async def test_modal_round_trip(fake: FakeDiscord, bot: MiniBot) -> None:
     assert bot_schema_errors(fake) == []
 
 
+async def test_a_form_goes_back_only_as_discords_client_lets_a_member_fill_it_in(
+    fake: FakeDiscord, bot: MiniBot
+) -> None:
+    opened = await fake.send_interaction("feedback", user=fake.bob)
+    await opened.wait_response()
+    with pytest.raises(ValueError, match="missing required input 'text'"):
+        await fake.submit_form(opened, {})
+    with pytest.raises(ValueError, match="no inputs"):
+        await fake.submit_form(opened, {"text": "fine", "rating": "5"})
+    with pytest.raises(ValueError, match="takes 0 to 4000 characters"):
+        await fake.submit_form(opened, {"text": "x" * 4001})
+    submitted = await fake.submit_form(opened, {"text": "lovely"})
+    answer = await submitted.wait_response()
+    assert answer.content == "thanks for 'lovely'" and submitted.user_id == fake.bob.id
+    no_form = await fake.send_interaction("ping", user=fake.bob)
+    await no_form.wait_response()
+    with pytest.raises(CommandUnavailableError, match="no form was opened"):
+        await fake.submit_form(no_form, {"text": "x"})
+    assert bot_schema_errors(fake) == []
+
+
 async def test_dm_interaction(fake: FakeDiscord, bot: MiniBot) -> None:
     handle = await fake.send_interaction("ping", user=fake.bob, dm=True)
     assert "member" not in handle.payload and handle.payload["user"]["id"] == str(fake.bob.id)
