@@ -433,6 +433,28 @@ async def test_channel_send_with_embed_is_stored_and_valid(fake: FakeDiscord, bo
     assert bot_schema_errors(fake) == []
 
 
+async def test_a_message_pings_whom_its_allowed_mentions_let_through_and_an_edit_pings_nobody(
+    fake: FakeDiscord, bot: MiniBot
+) -> None:
+    channel = text_channel(bot, fake.general.id)
+    both = f"{fake.alice.mention} and {fake.bob.mention}"
+    everyone = await channel.send(both)
+    nobody = await channel.send(both, allowed_mentions=discord.AllowedMentions.none())
+    only_alice = await channel.send(
+        both, allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[fake.alice])
+    )
+    reply = await only_alice.reply("thanks", allowed_mentions=discord.AllowedMentions(users=False, replied_user=True))
+    stored_versions = {message.id: fake.get_message(message.id) for message in (everyone, nobody, only_alice, reply)}
+    pinged = {key: stored.pinged_user_ids for key, stored in stored_versions.items() if stored is not None}
+    assert pinged[everyone.id] == (fake.alice.id, fake.bob.id) and pinged[nobody.id] == ()
+    assert pinged[only_alice.id] == (fake.alice.id,)
+    assert pinged[reply.id] == ()  # the replied-to author is the bot itself, never notified
+    await nobody.edit(content=f"{both}!", allowed_mentions=discord.AllowedMentions.all())
+    stored = fake.get_message(nobody.id)
+    assert stored is not None and stored.edited and stored.pinged_user_ids == ()
+    assert bot_schema_errors(fake) == []
+
+
 async def test_member_messages_and_gateway_resume(fake: FakeDiscord, bot: MiniBot) -> None:
     await fake.send_member_message("hello bot", channel="general", user=fake.alice)
     seen = await asyncio.wait_for(bot.seen_messages.get(), STEP)

@@ -259,7 +259,7 @@ class MemberActions(CommandRoutes, MessageStore):
         author = self._user(user) if user is not None else self._default_user()
         _, target = self._place(author, guild, channel, dm)
         payload = self._message_payload(target, author, {"content": content}, [], mtype=0)
-        message = self._emit_new(payload, target, MessageKind.MEMBER, author_id=author.id)
+        message = self._emit_new(payload, target, MessageKind.MEMBER, author_id=author.id, body={"content": content})
         for session in [s for s in self._sessions.values() if s.ready]:
             event = self._gateway_message(message, session.intents, own=False)
             if event is not None:
