@@ -75,6 +75,12 @@ class ResultService:
         )
         return options, source
 
+    async def check_extendable(self, generation: Generation) -> None:
+        """Before the Extend form is shown: the video is finished and its model can continue it (the rest is checked
+        with the prompt, as for /extend)."""
+        parent = await self._generations.extendable(generation.guild_id, generation.reference)
+        self._generations.models.choose(None, parent, frozenset())
+
     async def extend_request(self, generation: Generation, prompt: str) -> tuple[GenerationOptions, Generation]:
         """The options of an extension of this finished video with a new prompt, in its own shape, as /extend would
         make them; and the video it continues."""

@@ -130,7 +130,7 @@ def presser_of(interaction: discord.Interaction[Any]) -> Presser:
 async def press_extend(interaction: discord.Interaction[VideoBot], row_id: int) -> None:
     bot = interaction.client
     generation = await bot.results.pressed(presser_of(interaction), row_id, ResultAction.EXTEND)
-    await bot.generations.extendable(generation.guild_id, generation.reference)
+    await bot.results.check_extendable(generation)
     await interaction.response.send_modal(extend_form(generation))
 
 

@@ -7,7 +7,7 @@ import pytest
 from bot.api_client import LumaClient
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
-from bot.models import Generation, GenerationOptions, Kind, State
+from bot.models import ApiGeneration, Generation, GenerationOptions, Kind, State
 from bot.moderation import ModerationService
 from bot.presses import Presser, ResultAction
 from bot.quota import LimitReached, ServerLimits
@@ -211,3 +211,35 @@ async def test_another_members_private_videos_are_never_offered_nor_shown(
     with pytest.raises(UserFacingError, match="No generation"):
         await results.showable(OTHER_MEMBER, private.api_id or "")
     assert (await results.showable(HERE, private.api_id or "")).id == private.id
+
+
+async def test_the_extend_form_is_not_offered_for_a_video_its_model_cannot_continue(
+    results: ResultService, store: GenerationStore, service: GenerationService, clock: FakeClock
+) -> None:
+    await results.check_extendable(await finished(service, clock))  # Dream Machine continues its videos
+    row = await store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=11,
+        requester_id=100,
+        options=GenerationOptions("a ray video"),
+        parent_api_id=None,
+        now=clock(),
+        model="luma/ray-3.2",
+        counted_since=0.0,
+        decide=None,
+    )
+    api_id = "7c88e1e2-0000-4000-8000-000000000001:luma/ray-3.2"
+    await store.mark_submitted(row.id, ApiGeneration(id=api_id, state="queued"), clock())
+    done = await store.apply_api_update(
+        row.id,
+        ApiGeneration(
+            id=api_id,
+            state="completed",
+            video_url="https://cdn.example/v.mp4",
+            last_frame_url="https://cdn.example/l.jpg",
+        ),
+        clock(),
+    )
+    with pytest.raises(UserFacingError, match="no way to continue a video"):
+        await results.check_extendable(done)
