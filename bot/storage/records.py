@@ -67,15 +67,23 @@ class StateCount:
 
 @dataclass(frozen=True)
 class UsageCounts:
-    """Which day totals to count besides a member's own: each one reads every row of the day."""
+    """Which totals to count besides a member's own: each day total reads every row of the day, each count of jobs
+    in flight every running one."""
 
     server: bool = True
     everyone: bool = True
+    server_running: bool = True
+    everyone_running: bool = True
 
     @classmethod
-    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
-        """Only the totals these limits check."""
-        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
+    def for_limits(cls, limits: ServerLimits, global_daily: int, max_running: int = 0) -> UsageCounts:
+        """Only the totals these limits and the bot's running cap check."""
+        return cls(
+            server=bool(limits.server_daily),
+            everyone=bool(global_daily),
+            server_running=bool(limits.server_concurrent),
+            everyone_running=bool(max_running),
+        )
 
 
 class TrackedGeneration(NamedTuple):

@@ -4,7 +4,6 @@ migrations, every SQL statement of the bot."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -132,6 +131,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_active ON generations (state)
         WHERE state IN ('submitting', 'running', 'checking', 'queued');
     """,
+    # A reservation counts a server's jobs in flight and a member's waiting ones by seeking these, not by reading
+    # every running row (13 ms a reservation at 10 000 running, against well under 1 ms).
+    """
+    DROP INDEX generations_active;
+    CREATE INDEX generations_in_flight_by_guild ON generations (guild_id)
+        WHERE state IN ('submitting', 'running', 'checking');
+    CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -240,21 +247,37 @@ def _usage_now(
     )
 
 
-def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
-    # Read through the partial index generations_active (the WHERE spells out its condition).
+def _queue_query(guild_id: int, requester_id: int, now: float, counts: UsageCounts) -> Query:
+    # Each count seeks its own partial index (the WHEREs spell out their conditions); the two counts of jobs in
+    # flight read an entry per running job, so they are made only where a running cap needs them.
     mine = "state = 'queued' AND guild_id = ? AND requester_id = ?"
-    ready = "state = 'queued' AND COALESCE(not_before, 0) <= ?"
+    everyone = f"(SELECT COUNT(*) FROM generations WHERE {_IN_FLIGHT})" if counts.everyone_running else "0"
+    server = f"(SELECT COUNT(*) FROM generations WHERE guild_id = ? AND {_IN_FLIGHT})" if counts.server_running else "0"
     return (
-        f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = ?),"
-        f" COUNT(*) FILTER (WHERE {mine}), COUNT(*) FILTER (WHERE {mine} AND COALESCE(not_before, 0) <= ?),"
-        f" COUNT(*) FILTER (WHERE {ready} AND guild_id = ?)"
-        " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
-        (guild_id, guild_id, requester_id, guild_id, requester_id, now, now, guild_id),
+        f"SELECT {everyone}, {server}, (SELECT COUNT(*) FROM generations WHERE {mine}),"
+        f" (SELECT COUNT(*) FROM generations WHERE {mine} AND COALESCE(not_before, 0) <= ?),"
+        " (SELECT COUNT(*) FROM generations WHERE state = 'queued' AND guild_id = ? AND COALESCE(not_before, 0) <= ?)",
+        ((guild_id,) if counts.server_running else ())
+        + (guild_id, requester_id, guild_id, requester_id, now, guild_id, now),
     )
 
 
-def _with_queue(connection: sqlite3.Connection, usage: Usage, guild_id: int, requester_id: int, now: float) -> Usage:
-    return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now)).fetchone())
+def _in_flight_query(row_id: int, max_running: int, server_cap: int) -> Query:
+    """Jobs in flight for everyone, for the job's server and for its member (the first two only where capped)."""
+    job = "(SELECT guild_id FROM generations WHERE id = ?)"
+    everyone = f"(SELECT COUNT(*) FROM generations WHERE {_IN_FLIGHT})" if max_running else "0"
+    server = f"(SELECT COUNT(*) FROM generations WHERE guild_id = {job} AND {_IN_FLIGHT})" if server_cap else "0"
+    user = (
+        f"(SELECT COUNT(*) FROM generations WHERE guild_id = {job}"
+        f" AND requester_id = (SELECT requester_id FROM generations WHERE id = ?) AND {_IN_FLIGHT})"
+    )
+    return f"SELECT {everyone}, {server}, {user}", ((row_id,) if server_cap else ()) + (row_id, row_id)
+
+
+def _with_queue(
+    connection: sqlite3.Connection, usage: Usage, guild_id: int, requester_id: int, now: float, counts: UsageCounts
+) -> Usage:
+    return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now, counts)).fetchone())
 
 
 async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
@@ -266,13 +289,6 @@ async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[obje
 async def _one(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
     rows = await _all(connection, sql, params)
     return rows[0] if rows else None
-
-
-def _roll_back(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
-        with contextlib.suppress(sqlite3.OperationalError):
-            connection.execute("ROLLBACK")
 
 
 class SqliteStore:
@@ -621,23 +637,17 @@ class SqliteStore:
 
         def record(connection: sqlite3.Connection) -> list[int]:
             finished: list[int] = []
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for row_id, api in updates:
-                    row = connection.execute(
-                        _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
-                    ).fetchone()
-                    if row is not None and State(row[0]).is_final:
-                        finished.append(row_id)
-                for row_id in timed_out:
-                    if connection.execute(
-                        _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
-                    ).fetchone():
-                        finished.append(row_id)
-                connection.execute("COMMIT")
-            except BaseException:
-                _roll_back(connection)
-                raise
+            for row_id, api in updates:
+                row = connection.execute(
+                    _API_UPDATE + " RETURNING state", _api_update_params(row_id, api, now, State.RUNNING)
+                ).fetchone()
+                if row is not None and State(row[0]).is_final:
+                    finished.append(row_id)
+            for row_id in timed_out:
+                if connection.execute(
+                    _TIME_OUT + " RETURNING id", _time_out_params(row_id, timeout_reason, now)
+                ).fetchone():
+                    finished.append(row_id)
             return sorted(finished)
 
         return await self._run_write(record, background=True)
@@ -804,42 +814,36 @@ class SqliteStore:
         counts = counts or UsageCounts()
 
         def reserve_now(connection: sqlite3.Connection) -> int:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                queued = False
-                if decide is not None:
-                    usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
-                    queued = decide(_with_queue(connection, usage, guild_id, requester_id, now))
-                state = State.QUEUED if queued else State.SUBMITTING
-                cursor = connection.execute(
-                    "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
-                    " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                    " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        kind.value,
-                        guild_id,
-                        channel_id,
-                        requester_id,
-                        options.prompt,
-                        options.aspect_ratio,
-                        int(options.expand_prompt),
-                        parent_api_id,
-                        state.value,
-                        now,
-                        now,
-                        model,
-                        json.dumps(options.extras, sort_keys=True),
-                        now if queued else None,
-                        None if queued else now,
-                        int(limits_exempt),
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                connection.execute("COMMIT")
-                return cursor.lastrowid
-            except BaseException:
-                _roll_back(connection)
-                raise
+            queued = False
+            if decide is not None:
+                usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
+                queued = decide(_with_queue(connection, usage, guild_id, requester_id, now, counts))
+            state = State.QUEUED if queued else State.SUBMITTING
+            cursor = connection.execute(
+                "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
+                " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind.value,
+                    guild_id,
+                    channel_id,
+                    requester_id,
+                    options.prompt,
+                    options.aspect_ratio,
+                    int(options.expand_prompt),
+                    parent_api_id,
+                    state.value,
+                    now,
+                    now,
+                    model,
+                    json.dumps(options.extras, sort_keys=True),
+                    now if queued else None,
+                    None if queued else now,
+                    int(limits_exempt),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
         # The writer runs it whole even if the command is cancelled: the transaction is never left open.
         return await self._require(await self._run_write(reserve_now))
@@ -849,7 +853,7 @@ class SqliteStore:
     ) -> Usage:
         """A member's standing against the limits and the running caps, before anything is reserved."""
         usage = await self._usage(self._reads, guild_id, requester_id, counted_since, counts or UsageCounts())
-        row = await _one(self._reads, *_queue_query(guild_id, requester_id, now))
+        row = await _one(self._reads, *_queue_query(guild_id, requester_id, now, counts or UsageCounts()))
         return queue_usage(usage, row)
 
     async def queued(self) -> list[Generation]:
@@ -882,32 +886,19 @@ class SqliteStore:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
         def claim(connection: sqlite3.Connection) -> int:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                everyone, server, user = connection.execute(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id),"
-                    " COUNT(*) FILTER (WHERE generations.guild_id = q.guild_id"
-                    " AND generations.requester_id = q.requester_id)"
-                    " FROM generations, (SELECT guild_id, requester_id FROM generations WHERE id = ?) AS q"
-                    " WHERE generations.state IN ('submitting', 'running', 'checking')",
-                    (row_id,),
-                ).fetchone()
-                full = (
-                    (max_running and everyone >= max_running)
-                    or (server_cap and server >= server_cap)
-                    or (user_cap and user >= user_cap)
-                )
-                claimed = 0
-                if not full:
-                    claimed = connection.execute(
-                        "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-                        (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
-                    ).rowcount
-                connection.execute("COMMIT")
-                return claimed
-            except BaseException:
-                _roll_back(connection)
-                raise
+            everyone, server, user = connection.execute(*_in_flight_query(row_id, max_running, server_cap)).fetchone()
+            full = (
+                (max_running and everyone >= max_running)
+                or (server_cap and server >= server_cap)
+                or (user_cap and user >= user_cap)
+            )
+            claimed = 0
+            if not full:
+                claimed = connection.execute(
+                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+                    (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+                ).rowcount
+            return claimed
 
         return await self._require(row_id) if await self._run_write(claim) else None
 
