@@ -39,6 +39,8 @@ POOL_MAX_SIZE = 10
 # A server that does not answer a connection attempt, or one statement, for this long counts as unavailable.
 CONNECT_TIMEOUT_SECONDS = 10.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
+# Migrating a large database, and copying one in, may take long; so may waiting for another process's migration.
+LONG_WORK_TIMEOUT_SECONDS = 3600.0
 
 # Keys of the advisory locks (64-bit numbers, the same in every process; they spell "lumamigr" and "lumaresv").
 MIGRATION_LOCK = 0x6C756D616D696772
@@ -281,7 +283,7 @@ async def _with_queue(
 async def _migrate(connection: asyncpg.Connection) -> None:
     """Bring the schema to the newest version. Several processes may start at once: each waits for the lock, and
     whoever comes after the first finds the schema current and changes nothing."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=LONG_WORK_TIMEOUT_SECONDS)
     try:
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -295,7 +297,7 @@ async def _migrate(connection: asyncpg.Connection) -> None:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             async with connection.transaction():
-                await connection.execute(script)
+                await connection.execute(script, timeout=LONG_WORK_TIMEOUT_SECONDS)
                 await connection.execute("UPDATE schema_version SET version = $1", number)
             log.info("Database migrated to schema version %d", number)
     finally:
@@ -350,11 +352,14 @@ class PostgresStore:
                 # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
                 await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
                 records = [tuple(row) for row in rows]
-                await connection.copy_records_to_table("incoming", records=records, columns=columns)
+                await connection.copy_records_to_table(
+                    "incoming", records=records, columns=columns, timeout=LONG_WORK_TIMEOUT_SECONDS
+                )
                 names = ", ".join(columns)
                 added = _changed(
                     await connection.execute(
-                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING"
+                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING",
+                        timeout=LONG_WORK_TIMEOUT_SECONDS,
                     )
                 )
                 if table == "generations":
