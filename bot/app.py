@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from . import discord_limits
 from .announcer import DiscordAnnouncer
 from .api_client import VideoApiError
 from .balance import BalanceService
@@ -65,6 +66,7 @@ def message_for_error(error: BaseException) -> str | None:
 
 async def answer_privately(interaction: discord.Interaction, message: str) -> None:
     """Send an ephemeral answer whether or not the interaction was acknowledged already."""
+    message = discord_limits.content(message)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)

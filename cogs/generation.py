@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.api_client import VideoApiError
 from bot.app import VideoBot, answer_privately
 from bot.catalogue import ALL_DURATIONS, ALL_RESOLUTIONS, spec_of
@@ -192,8 +193,14 @@ class GenerationCog(commands.Cog):
         except VideoApiError as error:
             log.warning("Fresh look-up of %s failed: %s", generation.reference, error)
             note = "The video service could not be reached just now: this is the last known state."
+        # The link in the content is what Discord plays inline; one too long for a message stays in the embed's note.
+        link = (
+            generation.video_url
+            if generation.video_url and len(generation.video_url) <= discord_limits.CONTENT
+            else None
+        )
         await interaction.followup.send(
-            content=generation.video_url or discord.utils.MISSING,
+            content=link or discord.utils.MISSING,
             embed=status_embed(generation, note=note, position=await self.service.position(generation)),
             ephemeral=True,
         )
@@ -223,11 +230,9 @@ async def suggest_generations(
     if interaction.guild_id is None:
         return []
     matches = await service.suggest(interaction.guild_id, current)
-    return [
-        app_commands.Choice(name=autocomplete_label(generation), value=generation.api_id)
-        for generation in matches
-        if generation.api_id
-    ][:25]
+    return discord_limits.choices(
+        (autocomplete_label(generation), generation.api_id) for generation in matches if generation.api_id
+    )
 
 
 async def start_publicly(

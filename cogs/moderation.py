@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.api_client import Balance
 from bot.app import VideoBot
 from bot.catalogue import label_of
@@ -59,24 +60,23 @@ def rules_embed(
         source = "" if name in rules.overridden else " (default)"
         embed.add_field(name=label, value=f"{value}{source}", inline=True)
     embed.add_field(
-        name="Channels",
-        value=", ".join(f"<#{c}>" for c in sorted(rules.allowed_channels)) or "everywhere",
-        inline=False,
+        name="Channels", value=_listed([f"<#{c}>" for c in sorted(rules.allowed_channels)], "everywhere"), inline=False
     )
     embed.add_field(
         name="Roles that may generate",
-        value=", ".join(f"<@&{r}>" for r in sorted(rules.allowed_roles)) or "everyone",
+        value=_listed([f"<@&{r}>" for r in sorted(rules.allowed_roles)], "everyone"),
         inline=False,
     )
     embed.add_field(
         name="Roles exempt from limits",
-        value=", ".join(f"<@&{r}>" for r in sorted(rules.exempt_roles)) or "none",
+        value=_listed([f"<@&{r}>" for r in sorted(rules.exempt_roles)], "none"),
         inline=False,
     )
     phrases = f"{len(rules.blocked_phrases)}"
     if show_phrases and rules.blocked_phrases:
-        phrases += ": " + ", ".join(f"||{p}||" for p in rules.blocked_phrases)
-    embed.add_field(name="Blocked words and phrases", value=phrases[:1024], inline=False)
+        shown = [f"||{discord.utils.escape_markdown(p)}||" for p in rules.blocked_phrases]
+        phrases = discord_limits.join_within([phrases + ":", *shown], discord_limits.EMBED_FIELD_VALUE, separator=" ")
+    embed.add_field(name="Blocked words and phrases", value=phrases, inline=False)
     if len(models) > 1:
         used = [model for model in models if not rules.allowed_models or model in rules.allowed_models]
         names = ", ".join(label_of(model) for model in used) or "none"
@@ -88,7 +88,12 @@ def rules_embed(
     )
     if global_daily:
         embed.set_footer(text=f"The bot's operator caps all servers together at {global_daily} videos a day.")
-    return embed
+    return discord_limits.fit_embed(embed)
+
+
+def _listed(items: Sequence[str], nothing: str, separator: str = ", ") -> str:
+    """Mentions for one embed field: whole ones while they fit, then how many more."""
+    return discord_limits.join_within(items, discord_limits.EMBED_FIELD_VALUE, separator=separator) or nothing
 
 
 def standing_embed(standing: Standing) -> discord.Embed:
@@ -108,7 +113,7 @@ def standing_embed(standing: Standing) -> discord.Embed:
     embed.add_field(name="Day resets", value=f"midnight UTC, {discord_time(standing.resets_at)}", inline=False)
     if standing.global_daily:
         embed.set_footer(text=f"All servers together: {usage.everyone_today} / {standing.global_daily} today.")
-    return embed
+    return discord_limits.fit_embed(embed)
 
 
 def _spend_line(member: MemberSpend) -> str:
@@ -143,9 +148,11 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
     waited = f"{summary.waited}" + ("" if median is None else f", median wait {_duration(median)}")
     embed.add_field(name="Waited in the queue", value=waited, inline=True)
     by_videos, by_spend = summary.top_by_videos(), summary.top_by_spend()
-    embed.add_field(name="Top members", value="\n".join(map(_spend_line, by_videos)) or "nobody yet", inline=False)
+    top = _listed([_spend_line(m) for m in by_videos], "nobody yet", "\n")
+    embed.add_field(name="Top members", value=top, inline=False)
     if [m.user_id for m in by_spend] != [m.user_id for m in by_videos]:
-        embed.add_field(name="Top members by spend", value="\n".join(map(_spend_line, by_spend)), inline=False)
+        by_spend_lines = _listed([_spend_line(m) for m in by_spend], "nobody yet", "\n")
+        embed.add_field(name="Top members by spend", value=by_spend_lines, inline=False)
     if balance is not None:
         videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
         embed.add_field(
@@ -160,7 +167,7 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
         "running ones included. Spend is what the video service reported for each; where it reported nothing, the "
         "model's documented price (500,000 tokens). Counted since midnight UTC at the start of the period."
     )
-    return embed
+    return discord_limits.fit_embed(embed)
 
 
 def offer_model_choices(group: app_commands.Group, models: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.app import VideoBot
 from bot.generations import Origin
 from bot.messages import queue_embed, status_embed
@@ -62,11 +63,11 @@ class QueueCog(commands.Cog):
             return []
         view = await self.service.queue_view(origin_of(interaction))
         typed = current.strip().lower()
-        return [
-            app_commands.Choice(name=f"{job.reference} · place {place} · {job.prompt}"[:100], value=job.reference)
+        return discord_limits.choices(
+            (f"{job.reference} · place {place} · {job.prompt}", job.reference)
             for place, job in view.jobs
             if typed in f"{job.reference} {job.prompt}".lower()
-        ][:25]
+        )
 
 
 async def setup(bot: VideoBot) -> None:
