@@ -132,6 +132,9 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
             **traced,
         )
         self.settings = settings

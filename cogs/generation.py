@@ -92,6 +92,7 @@ class GenerationCog(commands.Cog):
         offer_options(self.generate, self.service.models.enabled)
 
     @app_commands.command(name="generate", description="Make a video from a text prompt with Luma Dream Machine")
+    @app_commands.guild_only()
     @app_commands.describe(
         prompt="What the video shows, in plain words",
         aspect_ratio="Shape of the video (default 16:9 landscape)",
@@ -155,6 +156,7 @@ class GenerationCog(commands.Cog):
     @app_commands.command(
         name="extend", description="Continue a finished video with a new prompt (about 5 seconds more)"
     )
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="The finished generation to continue",
         prompt="What happens next, in plain words",
@@ -176,6 +178,7 @@ class GenerationCog(commands.Cog):
         await self._start_publicly(interaction, origin, options, parent=parent)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="A generation id (or #number of a waiting job); leave empty to list your 10 latest here"
     )

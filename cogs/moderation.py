@@ -184,7 +184,9 @@ def offer_model_choices(group: app_commands.Group, models: Sequence[str]) -> Non
 
 
 class ModerationCog(commands.Cog):
-    limits = app_commands.Group(name="limits", description="Who may make videos in this server, where and how many")
+    limits = app_commands.Group(
+        name="limits", description="Who may make videos in this server, where and how many", guild_only=True
+    )
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
@@ -240,6 +242,10 @@ class ModerationCog(commands.Cog):
         await self._show(interaction, guild_id, "Limits updated.")
 
     @limits.command(name="channels", description="Channels where videos may be made (Manage Server); none = all")
+    @app_commands.describe(
+        action="add or remove a channel, or clear the list (none listed: videos may be made everywhere)",
+        channel="The channel or thread to add or remove",
+    )
     async def channels(
         self,
         interaction: discord.Interaction[VideoBot],
@@ -249,19 +255,30 @@ class ModerationCog(commands.Cog):
         await self._edit_list(interaction, RuleEntry.CHANNEL, action, channel.id if channel else None, "channel")
 
     @limits.command(name="roles", description="Roles allowed to make videos (Manage Server); none = everyone")
+    @app_commands.describe(
+        action="add or remove a role, or clear the list (none listed: everyone may make videos)",
+        role="The role to add or remove",
+    )
     async def roles(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.ROLE, action, role.id if role else None, "role")
 
     @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)")
+    @app_commands.describe(
+        action="add or remove a role, or clear the list (none listed: the limits apply to everyone)",
+        role="The role whose members skip the limits",
+    )
     async def exempt(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.EXEMPT_ROLE, action, role.id if role else None, "role")
 
     @limits.command(name="words", description="Words or phrases prompts may not contain (Manage Server)")
-    @app_commands.describe(phrase="A word or phrase, matched as whole words whatever the case or look-alike letters")
+    @app_commands.describe(
+        action="add or remove a word or phrase, or clear the list",
+        phrase="A word or phrase, matched as whole words whatever the case or look-alike letters",
+    )
     async def words(
         self,
         interaction: discord.Interaction[VideoBot],
@@ -271,13 +288,17 @@ class ModerationCog(commands.Cog):
         await self._edit_list(interaction, RuleEntry.BLOCKED_PHRASE, action, phrase, "phrase")
 
     @limits.command(name="models", description="Which of the bot's models this server uses (Manage Server)")
-    @app_commands.describe(action="add or remove a model, or clear the list (none listed = all)", model="The model")
+    @app_commands.describe(
+        action="add or remove a model, or clear the list (none listed: the server uses all of them)",
+        model="One of the models the bot's operator enabled",
+    )
     async def models(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, model: str | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.MODEL, action, model, "model")
 
     @limits.command(name="sharing", description="Whether members may extend each other's videos (Manage Server)")
+    @app_commands.describe(allowed="Yes: members may extend each other's videos; no: only their own")
     async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
         guild_id = require_moderator(interaction)
         await self.service.set_sharing(guild_id, allowed)
@@ -309,12 +330,14 @@ class ModerationCog(commands.Cog):
         await self._show(interaction, guild_id, headline)
 
     @app_commands.command(name="quota", description="Your video quota in this server: used, running, cooldown")
+    @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[VideoBot]) -> None:
         origin = origin_of(interaction)
         standing = await self.service.standing(origin.guild_id, origin.member)
         await interaction.response.send_message(embed=standing_embed(standing), ephemeral=True)
 
     @app_commands.command(name="usage", description="This server's videos and tokens spent (Manage Server)")
+    @app_commands.guild_only()
     @app_commands.describe(days="How many days back, today included (default 7)")
     @app_commands.default_permissions(manage_guild=True)
     async def usage(

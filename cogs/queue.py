@@ -42,11 +42,13 @@ class QueueCog(commands.Cog):
         self.service = bot.generations
 
     @app_commands.command(name="queue", description="Videos running now, how many wait, and your waiting ones")
+    @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[VideoBot]) -> None:
         view = await self.service.queue_view(origin_of(interaction))
         await interaction.response.send_message(embed=queue_embed(view), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Remove a waiting video from the queue")
+    @app_commands.guild_only()
     @app_commands.describe(generation_id="The waiting job, e.g. #12 (its status message and /queue show it)")
     async def cancel(self, interaction: discord.Interaction[VideoBot], generation_id: str) -> None:
         origin: Origin = origin_of(interaction)
