@@ -32,7 +32,14 @@ from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.generation",
+    "cogs.transforms",
+    "cogs.moderation",
+    "cogs.queue",
+    "cogs.history",
+    "cogs.help",
+)
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5

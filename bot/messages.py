@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,12 @@ from .models import Delivery, Generation, Kind, State
 
 if TYPE_CHECKING:
     from .generations import QueueView
+    from .history import HistoryPage
 
 # A history line's link takes at most this much of the embed: longer ones are left to /status.
 HISTORY_LINK_LIMIT = 300
+# One entry of a /history page: ten of them and the page's header fit in an embed's description.
+HISTORY_ENTRY_LIMIT = 390
 
 _TITLES = {
     Kind.GENERATE: "Video generation",
@@ -120,6 +124,45 @@ def history_embed(generations: Sequence[Generation]) -> discord.Embed:
     return discord_limits.fit_embed(embed)
 
 
+def short_id(generation: Generation) -> str:
+    """The id members see in lists: the start of the API's id, or the job's number before it has one."""
+    return generation.api_id[:8] if generation.api_id else f"#{generation.id}"
+
+
+def history_entry(number: int, generation: Generation) -> str:
+    """One video of a /history page: short id, state, requester and when; the prompt's start; the link."""
+    head = (
+        f"**{number}.** `{short_id(generation)}` · **{generation.display_state}** · <@{generation.requester_id}> · "
+        f"{_timestamp(generation.created_at)}\n{plain(generation.prompt, 100)}"
+    )
+    link = f"\n[Video]({generation.video_url})" if generation.video_url else ""
+    if link and len(head) + len(link) > HISTORY_ENTRY_LIMIT:
+        link = f"\n(the link is too long for this list: `/status {short_id(generation)}` shows it)"
+    return head + link
+
+
+def history_page_embed(page: HistoryPage) -> discord.Embed:
+    """A page of /history: up to ten videos, newest first, and where the page is."""
+    lines = []
+    if page.own:
+        title = "Your videos in this server"
+    elif page.requester_id is None:
+        title = "Videos of this server"
+    else:
+        title = "A member's videos in this server"
+        lines.append(f"Requested by <@{page.requester_id}>")
+    embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+    lines += [history_entry(page.first_number + n, generation) for n, generation in enumerate(page.generations)]
+    if not page.generations:
+        lines.append("No older videos." if page.page > 1 else "No videos here yet. `/generate` makes one.")
+    embed.description = discord_limits.join_within(lines, discord_limits.EMBED_DESCRIPTION, separator="\n\n")
+    footer = f"Page {page.page} · newest first · /status <id> shows one in full"
+    if page.channels_narrowed:
+        footer += " · videos of channels you can't see are left out"
+    embed.set_footer(text=footer)
+    return discord_limits.fit_embed(embed)
+
+
 _REQUEST_ENDINGS = {
     State.NOT_RECEIVED: ("never reached the video service", "Trying again is safe."),
     State.EXPIRED: ("was dropped from the queue", "It waited too long."),
@@ -161,6 +204,50 @@ def announcement(generation: Generation, *, by_direct_message: bool = False) -> 
         body = f"Request {reference} · **{prompt}**"
     # The body holds the video link: cut the head, never the link.
     return discord_limits.content_keeping_tail(head, body)
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    """One command as /help shows it: how to call it, what it does, and whether it is for moderators."""
+
+    usage: str
+    description: str
+    for_moderators: bool = False
+
+
+HELP_INTRO = (
+    "This bot turns the channel into a video studio. Describe a video with `/generate`: the bot answers at once, "
+    "follows the video while it is made, and posts it here when it is ready, pinging only you. Every video costs "
+    "the bot's operator, so this server's limits apply (`/quota` shows where you stand). Answers about your own "
+    "requests, like this one, are visible to you only."
+)
+
+
+def help_embed(commands: Sequence[CommandHelp], *, moderator: bool, note: str | None = None) -> discord.Embed:
+    """/help: what the bot does and the commands the caller may use; the moderators' part only for moderators."""
+    embed = discord.Embed(title="Making videos with this bot", description=HELP_INTRO, colour=discord.Colour.blurple())
+    if note:
+        embed.description = f"{HELP_INTRO}\n\n**Here:** {note}"
+    members = [f"`{c.usage}` — {c.description}" for c in commands if not c.for_moderators]
+    _add_lines(embed, "Commands", members)
+    if moderator:
+        moderators = [f"`{c.usage}` — {c.description}" for c in commands if c.for_moderators]
+        _add_lines(embed, "For moderators (Manage Server)", moderators)
+    embed.set_footer(text="Ids: the short ones shown in lists work everywhere an id is asked for.")
+    return discord_limits.fit_embed(embed)
+
+
+def _add_lines(embed: discord.Embed, title: str, lines: Sequence[str]) -> None:
+    """Lines spread over as many fields as they need, each line whole."""
+    field: list[str] = []
+    for line in lines:
+        line = discord_limits.shorten(line, discord_limits.EMBED_FIELD_VALUE)
+        if field and len("\n".join([*field, line])) > discord_limits.EMBED_FIELD_VALUE:
+            embed.add_field(name=title, value="\n".join(field), inline=False)
+            title, field = "\u200b", []
+        field.append(line)
+    if field:
+        embed.add_field(name=title, value="\n".join(field), inline=False)
 
 
 def _running_line(running: int, cap: int) -> str:

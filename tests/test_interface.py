@@ -45,7 +45,17 @@ def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
-    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel"}
+    assert set(commands) == {
+        "generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help",
+    }  # fmt: skip
+
+
+def test_history_and_help_options(commands: dict[str, dict[str, Any]]) -> None:
+    history = options_of(commands["history"])
+    assert list(history) == ["scope", "member"]
+    assert [c["value"] for c in history["scope"]["choices"]] == ["mine", "server"]
+    assert history["scope"].get("required", False) is False and history["member"]["type"] == 6  # a user
+    assert options_of(commands["help"]) == {}
 
 
 def test_queue_and_cancel_options(commands: dict[str, dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ from ..config import Settings
 from .interface import GenerationStore
 from .records import (
     LIMIT_NAMES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -20,6 +21,7 @@ __all__ = [
     "LIMIT_NAMES",
     "MIGRATIONS",
     "GenerationStore",
+    "HistorySlice",
     "RuleEntry",
     "SpendRow",
     "SqliteStore",

@@ -20,6 +20,7 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -131,6 +132,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX generations_active ON generations (state)
         WHERE state IN ('submitting', 'running', 'checking', 'queued');
+    """,
+    # History pages: a server's generations, or one member's there, in id order (keyset paging).
+    """
+    CREATE INDEX generations_history ON generations (guild_id, id);
+    CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
     """,
 )
 
@@ -324,6 +330,25 @@ def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
         " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
         (guild_id, guild_id, requester_id, guild_id, requester_id, now, now, guild_id),
     )
+
+
+def _history_where(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE of a history page: the server (and member) first, as the history indexes are ordered."""
+    where = ["guild_id = ?"]
+    params: list[object] = [page.guild_id]
+    if page.requester_id is not None:
+        where.append("requester_id = ?")
+        params.append(page.requester_id)
+    if page.channel_ids is not None:
+        where.append(f"channel_id IN ({', '.join('?' * len(page.channel_ids))})" if page.channel_ids else "0")
+        params.extend(sorted(page.channel_ids))
+    if page.before_id is not None:
+        where.append("id < ?")
+        params.append(page.before_id)
+    if page.after_id is not None:
+        where.append("id > ?")
+        params.append(page.after_id)
+    return " AND ".join(where), params
 
 
 def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
@@ -774,6 +799,13 @@ class SqliteStore:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
         return _generation_from_row(row) if row else None
 
+    async def find_by_short_id(self, guild_id: int, prefix: str) -> list[Generation]:
+        # A range on api_id, so that its unique index is used: every id starting with the prefix sorts in it.
+        return await self._select(
+            "WHERE api_id >= ? AND api_id < ? AND guild_id = ? ORDER BY api_id LIMIT 2",
+            (prefix, prefix + "\U0010ffff", guild_id),
+        )
+
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         return await self._select("WHERE state = ? AND api_id IS NOT NULL ORDER BY id", (State.RUNNING.value,))
@@ -817,15 +849,33 @@ class SqliteStore:
             (guild_id, requester_id, limit),
         )
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return await self._select(
-            "WHERE guild_id = ? AND api_id IS NOT NULL"
-            " AND (api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            (guild_id, pattern, pattern, limit),
-        )
+        where = ["guild_id = ?", "api_id IS NOT NULL", "(api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"]
+        params: list[object] = [guild_id, pattern, pattern]
+        if requester_id is not None:
+            where.append("requester_id = ?")
+            params.append(requester_id)
+        if finished_only:
+            where.append("state = ?")
+            params.append(State.COMPLETED.value)
+        return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        where, params = _history_where(page)
+        # The page just newer than a row is read upwards from it, then turned newest first.
+        order = "ASC" if page.after_id is not None else "DESC"
+        rows = await self._select(f"WHERE {where} ORDER BY id {order} LIMIT ?", (*params, page.limit))
+        return rows[::-1] if order == "ASC" else rows
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
