@@ -27,7 +27,7 @@ from .models import (
     State,
 )
 from .moderation import ModerationService
-from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
+from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt, is_short_id
 from .queue import positions
 from .quota import (
     Admission,
@@ -352,12 +352,26 @@ class GenerationService:
         return self.prepare(options), source
 
     async def find(self, guild_id: int, reference: str) -> Generation:
-        """The generation of this server with that id; another server's is 'not found', never shown."""
+        """The generation of this server with that id (or its first 8 characters); another server's is 'not found',
+        never shown."""
+        if is_short_id(reference):
+            return await self._find_short(guild_id, reference.strip())
         generation_id = clean_generation_id(reference)
         generation = await self._store.get_by_api_id(generation_id)
         if generation is None or generation.guild_id != guild_id:
             raise not_found(generation_id)
         return generation
+
+    async def _find_short(self, guild_id: int, short_id: str) -> Generation:
+        matches = await self._store.find_by_short_id(guild_id, short_id.lower())
+        if not matches:
+            raise not_found(short_id)
+        if len(matches) > 1:
+            raise UserFacingError(
+                f"More than one video of this server has an id starting with `{short_id}`: give the whole id "
+                "(the command's suggestions offer it)."
+            )
+        return matches[0]
 
     async def refresh(self, generation: Generation) -> Generation:
         """The generation with its state fetched fresh from the API (the stored row is updated).
@@ -387,6 +401,10 @@ class GenerationService:
         text = reference.strip()
         if not _ROW_REFERENCE.match(text):
             return await self.find(guild_id, text)
+        if is_short_id(text):
+            # Eight digits: the start of an id, or else a job's number.
+            with contextlib.suppress(UserFacingError):
+                return await self._find_short(guild_id, text)
         job = await self._store.get(int(text.lstrip("#")))
         if job is None or job.guild_id != guild_id:
             raise not_found(text)

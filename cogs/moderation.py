@@ -20,6 +20,7 @@ from bot.moderation import MemberSpend, ModerationService, Standing, UsageSummar
 from bot.quota import GuildRules, discord_time
 from bot.storage import LIMIT_NAMES, RuleEntry
 from cogs.generation import origin_of
+from cogs.help import FOR_MODERATORS
 
 LimitValue = app_commands.Range[int, 0, 1_000_000]  # the service checks LIMIT_MAXIMUMS whatever arrives
 ListAction = Literal["add", "remove", "clear"]
@@ -207,7 +208,7 @@ class ModerationCog(commands.Cog):
     async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
         await self._show(interaction, origin_of(interaction).guild_id)
 
-    @limits.command(name="set", description="Set video limits (Manage Server); 0 means no limit")
+    @limits.command(name="set", description="Set video limits (Manage Server); 0 means no limit", extras=FOR_MODERATORS)
     @app_commands.describe(
         user_daily="Videos (and extensions) per member per day, UTC",
         server_daily="Videos for the whole server per day, UTC",
@@ -241,7 +242,11 @@ class ModerationCog(commands.Cog):
         await self.service.set_limits(guild_id, values)
         await self._show(interaction, guild_id, "Limits updated.")
 
-    @limits.command(name="channels", description="Channels where videos may be made (Manage Server); none = all")
+    @limits.command(
+        name="channels",
+        description="Channels where videos may be made (Manage Server); none = all",
+        extras=FOR_MODERATORS,
+    )
     @app_commands.describe(
         action="add or remove a channel, or clear the list (none listed: videos may be made everywhere)",
         channel="The channel or thread to add or remove",
@@ -254,7 +259,9 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.CHANNEL, action, channel.id if channel else None, "channel")
 
-    @limits.command(name="roles", description="Roles allowed to make videos (Manage Server); none = everyone")
+    @limits.command(
+        name="roles", description="Roles allowed to make videos (Manage Server); none = everyone", extras=FOR_MODERATORS
+    )
     @app_commands.describe(
         action="add or remove a role, or clear the list (none listed: everyone may make videos)",
         role="The role to add or remove",
@@ -264,7 +271,7 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.ROLE, action, role.id if role else None, "role")
 
-    @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)")
+    @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)", extras=FOR_MODERATORS)
     @app_commands.describe(
         action="add or remove a role, or clear the list (none listed: the limits apply to everyone)",
         role="The role whose members skip the limits",
@@ -274,7 +281,9 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.EXEMPT_ROLE, action, role.id if role else None, "role")
 
-    @limits.command(name="words", description="Words or phrases prompts may not contain (Manage Server)")
+    @limits.command(
+        name="words", description="Words or phrases prompts may not contain (Manage Server)", extras=FOR_MODERATORS
+    )
     @app_commands.describe(
         action="add or remove a word or phrase, or clear the list",
         phrase="A word or phrase, matched as whole words whatever the case or look-alike letters",
@@ -287,7 +296,9 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.BLOCKED_PHRASE, action, phrase, "phrase")
 
-    @limits.command(name="models", description="Which of the bot's models this server uses (Manage Server)")
+    @limits.command(
+        name="models", description="Which of the bot's models this server uses (Manage Server)", extras=FOR_MODERATORS
+    )
     @app_commands.describe(
         action="add or remove a model, or clear the list (none listed: the server uses all of them)",
         model="One of the models the bot's operator enabled",
@@ -297,7 +308,11 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.MODEL, action, model, "model")
 
-    @limits.command(name="sharing", description="Whether members may extend each other's videos (Manage Server)")
+    @limits.command(
+        name="sharing",
+        description="Whether members may extend each other's videos (Manage Server)",
+        extras=FOR_MODERATORS,
+    )
     @app_commands.describe(allowed="Yes: members may extend each other's videos; no: only their own")
     async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
         guild_id = require_moderator(interaction)
