@@ -216,10 +216,10 @@ class CommandHelp:
 
 
 HELP_INTRO = (
-    "This bot turns the channel into a video studio. Describe a video with `/generate`: the bot answers at once, "
-    "follows the video while it is made, and posts it here when it is ready, pinging only you. Every video costs "
-    "the bot's operator, so this server's limits apply (`/quota` shows where you stand). Answers about your own "
-    "requests, like this one, are visible to you only."
+    "This bot turns the channel into a video studio. Describe a video with `/generate`: the bot answers at once "
+    "and posts the video here when it is ready, pinging only you. Every video costs the bot's operator, so this "
+    "server's limits apply (`/quota` shows where you stand). Lists and settings, like this help, are shown to you "
+    "only."
 )
 
 

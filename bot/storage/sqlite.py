@@ -332,8 +332,9 @@ def _queue_query(guild_id: int, requester_id: int, now: float) -> Query:
     )
 
 
-def _history_where(page: HistorySlice) -> tuple[str, list[object]]:
-    """The WHERE of a history page: the server (and member) first, as the history indexes are ordered."""
+def history_query(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE, ORDER and LIMIT of a history page: the server (and member) first, then the id, as the history
+    indexes are ordered, so a page is read from the index without sorting, however long the history."""
     where = ["guild_id = ?"]
     params: list[object] = [page.guild_id]
     if page.requester_id is not None:
@@ -348,7 +349,8 @@ def _history_where(page: HistorySlice) -> tuple[str, list[object]]:
     if page.after_id is not None:
         where.append("id > ?")
         params.append(page.after_id)
-    return " AND ".join(where), params
+    order = "ASC" if page.after_id is not None else "DESC"
+    return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?", [*params, page.limit]
 
 
 def _queue_usage(usage: Usage, row: Sequence[int] | None) -> Usage:
@@ -871,11 +873,9 @@ class SqliteStore:
         return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*params, limit))
 
     async def history_page(self, page: HistorySlice) -> list[Generation]:
-        where, params = _history_where(page)
+        rows = await self._select(*history_query(page))
         # The page just newer than a row is read upwards from it, then turned newest first.
-        order = "ASC" if page.after_id is not None else "DESC"
-        rows = await self._select(f"WHERE {where} ORDER BY id {order} LIMIT ?", (*params, page.limit))
-        return rows[::-1] if order == "ASC" else rows
+        return rows[::-1] if page.after_id is not None else rows
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
