@@ -50,6 +50,8 @@ from .video_api import ModelStatus
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
+# Discord shows at most 25 autocomplete choices.
+SUGGESTIONS = 25
 RESTARTING = "The bot is restarting. Nothing was sent; please try again in a minute."
 STORAGE_DOWN = (
     "The bot can't take new videos right now: its database can't be written. Nothing was sent or charged. "
@@ -392,9 +394,22 @@ class GenerationService:
         """A member's latest generations in this server, newest first."""
         return await self._store.recent_for_member(guild_id, user_id, HISTORY_SIZE)
 
-    async def suggest(self, guild_id: int, text: str) -> list[Generation]:
-        """Generations of this server matching typed text, for autocomplete."""
-        return await self._store.search_references(guild_id, text.strip())
+    async def suggest(self, origin: Origin, text: str, *, finished_only: bool) -> list[Generation]:
+        """Autocomplete for an id: the caller's own generations in this server matching what was typed, newest
+        first; once something is typed, other members' too where the caller may use them (any for /status; to
+        build on, as the server's sharing setting says). `finished_only`: completed videos only."""
+        text = text.strip()
+        own = await self._store.search_references(
+            origin.guild_id, text, SUGGESTIONS, requester_id=origin.user_id, finished_only=finished_only
+        )
+        if not text or len(own) >= SUGGESTIONS:
+            return own
+        if finished_only and not origin.is_moderator:
+            rules = await self._moderation.rules(origin.guild_id)
+            if not rules.members_share_videos:
+                return own
+        found = await self._store.search_references(origin.guild_id, text, SUGGESTIONS, finished_only=finished_only)
+        return own + [generation for generation in found if generation.requester_id != origin.user_id]
 
     async def find_job(self, guild_id: int, reference: str) -> Generation:
         """A generation of this server by its id, or a job by its `#number` (a waiting job has no id yet)."""

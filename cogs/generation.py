@@ -210,11 +210,16 @@ class GenerationCog(commands.Cog):
 
     @generate.autocomplete("last_frame_of")
     @extend.autocomplete("generation_id")
+    async def finished_video_autocomplete(
+        self, interaction: discord.Interaction[VideoBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await suggest_generations(self.service, interaction, current, finished_only=True)
+
     @status.autocomplete("generation_id")
     async def generation_id_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await suggest_generations(self.service, interaction, current)
+        return await suggest_generations(self.service, interaction, current, finished_only=False)
 
     async def _start_publicly(
         self,
@@ -227,12 +232,13 @@ class GenerationCog(commands.Cog):
 
 
 async def suggest_generations(
-    service: GenerationService, interaction: discord.Interaction[VideoBot], current: str
+    service: GenerationService, interaction: discord.Interaction[VideoBot], current: str, *, finished_only: bool
 ) -> list[app_commands.Choice[str]]:
-    """Autocomplete for a generation id: this server's generations whose id or prompt matches what was typed."""
-    if interaction.guild_id is None:
+    """Autocomplete for a generation id: the caller's recent generations here (finished videos only where only
+    those make sense), then others' whose id or prompt matches what was typed."""
+    if interaction.guild_id is None or interaction.channel_id is None:
         return []
-    matches = await service.suggest(interaction.guild_id, current)
+    matches = await service.suggest(origin_of(interaction), current, finished_only=finished_only)
     return discord_limits.choices(
         (autocomplete_label(generation), generation.api_id) for generation in matches if generation.api_id
     )

@@ -54,7 +54,7 @@ class TransformCog(commands.Cog):
     async def generation_id_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await suggest_generations(self.service, interaction, current)
+        return await suggest_generations(self.service, interaction, current, finished_only=True)
 
 
 async def setup(bot: VideoBot) -> None:

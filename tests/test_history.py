@@ -261,3 +261,35 @@ def test_a_page_of_the_longest_entries_keeps_within_discord_s_limits() -> None:
     # Ten entries, each with its short id and requester; the too-long links are pointed to, not cut.
     assert all(f"`{n:08x}`" in description and f"<@{10**18 + n}>" in description for n in range(10))
     assert description.count("/status 0000000") == 5 and long_link not in description
+
+
+async def test_id_suggestions_are_the_caller_s_own_first_and_finished_ones_where_only_those_do(
+    store: GenerationStore, moderation: ModerationService
+) -> None:
+    service = GenerationService(store, None, moderation=moderation)  # type: ignore[arg-type]
+    alice_done = await add(store, ALICE, api_id="aaaaaaaa-e59b-4969-abcb-98b3e16f003e")
+    alice_running = await add(store, ALICE)
+    await store.mark_submitted(
+        alice_running.id, ApiGeneration(id="bbbbbbbb-0000-4969-abcb-98b3e16f003e", state="pending"), 1.9e9
+    )
+    bob_done = await add(store, BOB, api_id="cccccccc-e59b-4969-abcb-98b3e16f003e")
+    await add(store, ALICE, api_id="dddddddd-e59b-4969-abcb-98b3e16f003e", guild=OTHER_GUILD)
+
+    def api_ids(found: list[Generation]) -> list[str | None]:
+        return [generation.api_id for generation in found]
+
+    # Nothing typed: the caller's own, newest first; to build on, finished videos only.
+    assert api_ids(await service.suggest(ALICE_HERE, "", finished_only=False)) == [
+        "bbbbbbbb-0000-4969-abcb-98b3e16f003e",
+        alice_done.api_id,
+    ]
+    assert api_ids(await service.suggest(ALICE_HERE, "", finished_only=True)) == [alice_done.api_id]
+    # Typed: the server's others follow (never another server's), as far as the caller may use them.
+    assert api_ids(await service.suggest(ALICE_HERE, "video", finished_only=True)) == [
+        alice_done.api_id,
+        bob_done.api_id,
+    ]
+    await moderation.set_sharing(GUILD, False)
+    assert api_ids(await service.suggest(ALICE_HERE, "video", finished_only=True)) == [alice_done.api_id]
+    assert api_ids(await service.suggest(ALICE_HERE, "cccc", finished_only=False)) == [bob_done.api_id]
+    assert api_ids(await service.suggest(MODERATOR_HERE, "cccc", finished_only=True)) == [bob_done.api_id]
