@@ -293,3 +293,25 @@ async def test_id_suggestions_are_the_caller_s_own_first_and_finished_ones_where
     assert api_ids(await service.suggest(ALICE_HERE, "video", finished_only=True)) == [alice_done.api_id]
     assert api_ids(await service.suggest(ALICE_HERE, "cccc", finished_only=False)) == [bob_done.api_id]
     assert api_ids(await service.suggest(MODERATOR_HERE, "cccc", finished_only=True)) == [bob_done.api_id]
+
+
+class PlainAnswers:
+    """Just enough of an interaction to receive a button's private answers."""
+
+    def __init__(self) -> None:
+        self.id = 1
+        self.response = self
+        self.sent: list[tuple[str, bool]] = []
+
+    def is_done(self) -> bool:
+        return bool(self.sent)
+
+    async def send_message(self, content: str, *, ephemeral: bool) -> None:
+        self.sent.append((content, ephemeral))
+
+
+async def test_a_press_on_a_list_of_another_version_is_told_the_list_expired() -> None:
+    interaction = PlainAnswers()
+    await ExpiredHistoryButton("history:0:m:0:f:0:1").callback(interaction)  # type: ignore[arg-type]
+    [(text, ephemeral)] = interaction.sent
+    assert ephemeral and "expired" in text and "/history" in text

@@ -49,7 +49,7 @@ from .fake_discord import (
 STEP = 10.0  # upper bound for any single wait of a test
 ACK_DEADLINE = 3.0  # Discord's: an interaction not acknowledged by then "failed"
 START_TIMEOUT = 20.0  # a bot start: interpreter, imports, login, command sync, gateway
-BOT_COMMANDS = ("generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel")
+BOT_COMMANDS = ("generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help")
 ANNOUNCEMENT_KINDS = (MessageKind.CHANNEL, MessageKind.DM)
 EPHEMERAL = 1 << 6
 GENERATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?::[\w./-]+)?")
