@@ -436,6 +436,8 @@ async def running_e2e(
         e2e = E2E(tmp_path, fake, sim)
         try:
             yield e2e
+            # Every body the bot sent in the run, whatever the test looked at: Discord's description and limits.
+            assert fake.schema_errors == [], "the bot sent bodies Discord would refuse"
         finally:
             await e2e.close()
 
