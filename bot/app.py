@@ -21,6 +21,7 @@ from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .history import HistoryService
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
@@ -168,6 +169,7 @@ class VideoBot(commands.Bot):
             models=ModelChoice(settings.luma_models),
             max_running=settings.max_running_generations,
         )
+        self.history = HistoryService(store, self.moderation.rules)
         # The board that edits waiting jobs' status messages is set by cogs.queue.
         self.queue_runner = QueueRunner(
             store,

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import discord_limits
 from bot.app import VideoBot, answer_privately, message_for_error
-from bot.history import Direction, HistoryPage, HistoryQuery, HistoryService, Scope, scope_for
+from bot.history import Direction, HistoryPage, HistoryQuery, Scope, scope_for
 from bot.messages import history_page_embed
 from cogs.generation import origin_of
 
@@ -77,10 +77,10 @@ def _reads(permissions: discord.Permissions) -> bool:
 
 
 async def read_page(interaction: discord.Interaction[VideoBot], query: HistoryQuery) -> HistoryPage:
-    bot = interaction.client
+    """The page as the caller may see it: a moderator every channel's videos, a member those of channels they read."""
     origin = origin_of(interaction)
     channels = None if origin.is_moderator else visible_channels(interaction)
-    return await HistoryService(bot.store, bot.moderation.rules).page(origin, query, channels)
+    return await interaction.client.history.page(origin, query, channels)
 
 
 class HistoryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=_QUERY_ID):
