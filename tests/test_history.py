@@ -19,6 +19,7 @@ from bot.quota import ServerLimits
 from bot.storage import GenerationStore, HistorySlice, SqliteStore
 from bot.storage.sqlite import history_query
 from cogs.history import ExpiredHistoryButton, HistoryButton, history_custom_id, history_view, query_of
+from tests.postgres import fresh_database
 from tests.test_messages import assert_whole, assert_within_discord_limits
 
 GUILD, OTHER_GUILD = 1, 2
@@ -48,6 +49,12 @@ async def add(
     return await store.apply_api_update(
         row.id, ApiGeneration(id=api_id, state="completed", video_url=f"https://cdn.example/{api_id}.mp4"), 1.9e9
     )
+
+
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """Every test here runs on each backend."""
+    return any_store
 
 
 @pytest.fixture
@@ -149,22 +156,51 @@ async def test_mine_is_the_caller_s_own_and_naming_a_member_means_the_server(his
 async def test_history_pages_are_read_through_an_index_without_sorting(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "bot.sqlite3")
     await store.close()
-    slices = [
-        HistorySlice(guild_id=GUILD, limit=11),
-        HistorySlice(guild_id=GUILD, limit=11, before_id=5000),
-        HistorySlice(guild_id=GUILD, limit=11, after_id=5000),
-        HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, before_id=5000),
-        HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, after_id=5000),
-        HistorySlice(guild_id=GUILD, limit=11, channel_ids=frozenset({1, 2, 3}), before_id=5000),
-    ]
     with sqlite3.connect(tmp_path / "bot.sqlite3") as raw:
-        for page in slices:
+        for page in HISTORY_SLICES:
             clauses, params = history_query(page)
             plan = " ".join(
                 row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN SELECT * FROM generations {clauses}", params)
             )
             assert re.search(r"SEARCH generations USING INDEX generations_(member_)?history", plan), (page, plan)
             assert "TEMP B-TREE" not in plan, (page, plan)
+        short = "SELECT * FROM generations WHERE guild_id = ? AND substr(api_id, 1, 8) = ? ORDER BY id DESC LIMIT 2"
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {short}", (1, "a4a8f1ff")))
+        assert "USING INDEX generations_short_id (guild_id=? AND <expr>=?)" in plan, plan
+
+
+HISTORY_SLICES = [
+    HistorySlice(guild_id=GUILD, limit=11),
+    HistorySlice(guild_id=GUILD, limit=11, before_id=5000),
+    HistorySlice(guild_id=GUILD, limit=11, after_id=5000),
+    HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, before_id=5000),
+    HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, after_id=5000),
+    HistorySlice(guild_id=GUILD, limit=11, channel_ids=frozenset({1, 2, 3}), before_id=5000),
+]
+
+
+async def test_postgres_reads_history_pages_and_short_ids_through_an_index_without_sorting() -> None:
+    import asyncpg
+
+    from bot.storage import postgres as postgres_storage
+
+    async with fresh_database() as url:
+        await (await postgres_storage.PostgresStore.open(url)).close()
+        connection = await asyncpg.connect(url)
+        try:
+            # An empty table is read whole whatever its indexes: the planner is told to use them where it can.
+            await connection.execute("SET enable_seqscan = off")
+            statements = [postgres_storage.history_query(page) for page in HISTORY_SLICES]
+            statements.append(("WHERE guild_id = $1 AND substr(api_id, 1, 8) = $2 ORDER BY id DESC LIMIT 2", [1, "ab"]))
+            for clauses, params in statements:
+                rows = await connection.fetch(f"EXPLAIN SELECT * FROM generations {clauses}", *params)
+                plan = " ".join(row[0] for row in rows)
+                assert re.search(
+                    r"Index (Only )?Scan (Backward )?using generations_(member_history|history|short_id)", plan
+                ) or ("Bitmap Index Scan on generations_short_id" in plan), plan
+                assert "Seq Scan" not in plan, plan
+        finally:
+            await connection.close()
 
 
 async def test_short_ids_name_a_video_of_this_server(store: GenerationStore, service: GenerationService) -> None:

@@ -143,9 +143,9 @@ class GenerationStore(Protocol):
 
     async def get_by_api_id(self, api_id: str) -> Generation | None: ...
 
-    async def find_by_short_id(self, guild_id: int, prefix: str) -> list[Generation]:
-        """A server's generations whose API id starts with `prefix` (read through the id's own index): at most
-        two, enough to tell one from several."""
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        """A server's generations whose API id starts with the 8 characters `short_id` (read through an index):
+        at most two, enough to tell one from several."""
         ...
 
     async def running(self) -> list[Generation]:
