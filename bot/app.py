@@ -14,12 +14,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from . import discord_limits
 from .announcer import DiscordAnnouncer
 from .api_client import VideoApiError
 from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .history import HistoryService
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
@@ -31,7 +33,14 @@ from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.generation",
+    "cogs.transforms",
+    "cogs.moderation",
+    "cogs.queue",
+    "cogs.history",
+    "cogs.help",
+)
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -65,6 +74,7 @@ def message_for_error(error: BaseException) -> str | None:
 
 async def answer_privately(interaction: discord.Interaction, message: str) -> None:
     """Send an ephemeral answer whether or not the interaction was acknowledged already."""
+    message = discord_limits.content(message)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)
@@ -130,6 +140,9 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
             **traced,
         )
         self.settings = settings
@@ -156,6 +169,7 @@ class VideoBot(commands.Bot):
             models=ModelChoice(settings.luma_models),
             max_running=settings.max_running_generations,
         )
+        self.history = HistoryService(store, self.moderation.rules)
         # The board that edits waiting jobs' status messages is set by cogs.queue.
         self.queue_runner = QueueRunner(
             store,

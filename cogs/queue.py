@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.app import VideoBot
 from bot.generations import Origin
 from bot.messages import queue_embed, status_embed
@@ -41,11 +42,13 @@ class QueueCog(commands.Cog):
         self.service = bot.generations
 
     @app_commands.command(name="queue", description="Videos running now, how many wait, and your waiting ones")
+    @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[VideoBot]) -> None:
         view = await self.service.queue_view(origin_of(interaction))
         await interaction.response.send_message(embed=queue_embed(view), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Remove a waiting video from the queue")
+    @app_commands.guild_only()
     @app_commands.describe(generation_id="The waiting job, e.g. #12 (its status message and /queue show it)")
     async def cancel(self, interaction: discord.Interaction[VideoBot], generation_id: str) -> None:
         origin: Origin = origin_of(interaction)
@@ -62,11 +65,11 @@ class QueueCog(commands.Cog):
             return []
         view = await self.service.queue_view(origin_of(interaction))
         typed = current.strip().lower()
-        return [
-            app_commands.Choice(name=f"{job.reference} · place {place} · {job.prompt}"[:100], value=job.reference)
+        return discord_limits.choices(
+            (f"{job.reference} · place {place} · {job.prompt}", job.reference)
             for place, job in view.jobs
             if typed in f"{job.reference} {job.prompt}".lower()
-        ][:25]
+        )
 
 
 async def setup(bot: VideoBot) -> None:

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
 from ..quota import GuildRules, ServerLimits, Usage
-from .records import RuleEntry, StateCount, TrackedGeneration, UsageCounts, UsageReport
+from .records import HistorySlice, RuleEntry, StateCount, TrackedGeneration, UsageCounts, UsageReport
 
 
 class GenerationStore(Protocol):
@@ -143,6 +143,11 @@ class GenerationStore(Protocol):
 
     async def get_by_api_id(self, api_id: str) -> Generation | None: ...
 
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        """A server's generations whose API id starts with the 8 characters `short_id` (read through an index):
+        at most two, enough to tell one from several."""
+        ...
+
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         ...
@@ -167,8 +172,21 @@ class GenerationStore(Protocol):
         """A member's latest generations in one server, newest first."""
         ...
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
-        """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
+        """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete); only one
+        requester's when `requester_id` is set, only completed videos when `finished_only`."""
+        ...
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        """Up to `page.limit` generations of the slice, newest first, read through an index in id order."""
         ...
 
     async def reserve(

@@ -17,6 +17,7 @@ from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
     TABLES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -130,6 +131,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE state IN ('submitting', 'running', 'checking');
     CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
     """,
+    # History pages: a server's generations, or one member's there, in id order (keyset paging); short ids.
+    """
+    CREATE INDEX generations_history ON generations (guild_id, id);
+    CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
+    CREATE INDEX generations_short_id ON generations (guild_id, substr(api_id, 1, 8));
+    """,
 )
 
 # What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
@@ -216,6 +223,29 @@ def _api_update_params(row_id: int, api: ApiGeneration, now: float, expected: St
 
 def _time_out_params(row_id: int, reason: str, now: float) -> tuple[object, ...]:
     return (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value)
+
+
+def history_query(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE, ORDER and LIMIT of a history page, in the order of the history indexes (server, member, id), so
+    that a page is read from an index without sorting, however long the history."""
+    params: list[object] = [page.guild_id]
+    where = ["guild_id = $1"]
+
+    def add(condition: str, value: object) -> None:
+        params.append(value)
+        where.append(condition.format(f"${len(params)}"))
+
+    if page.requester_id is not None:
+        add("requester_id = {}", page.requester_id)
+    if page.channel_ids is not None:
+        add("channel_id = ANY({}::BIGINT[])", sorted(page.channel_ids))
+    if page.before_id is not None:
+        add("id < {}", page.before_id)
+    if page.after_id is not None:
+        add("id > {}", page.after_id)
+    params.append(page.limit)
+    order = "ASC" if page.after_id is not None else "DESC"
+    return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ${len(params)}", params
 
 
 def _changed(status: str) -> int:
@@ -796,17 +826,39 @@ class PostgresStore:
             limit,
         )
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
         # ILIKE: SQLite's LIKE, which the other store uses, ignores the case of letters.
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = ["guild_id = $1", "api_id IS NOT NULL", "(api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"]
+        params: list[object] = [guild_id, pattern]
+        if requester_id is not None:
+            params.append(requester_id)
+            where.append(f"requester_id = ${len(params)}")
+        if finished_only:
+            params.append(State.COMPLETED.value)
+            where.append(f"state = ${len(params)}")
+        params.append(limit)
+        return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(params)}", *params)
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        clauses, params = history_query(page)
+        rows = await self._select(clauses, *params)
+        # The page just newer than a row is read upwards from it, then turned newest first.
+        return rows[::-1] if page.after_id is not None else rows
+
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        # The WHERE spells out the expression of generations_short_id, so that the planner uses it.
         return await self._select(
-            "WHERE guild_id = $1 AND api_id IS NOT NULL"
-            " AND (api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"
-            " ORDER BY created_at DESC, id DESC LIMIT $3",
-            guild_id,
-            pattern,
-            limit,
+            "WHERE guild_id = $1 AND substr(api_id, 1, 8) = $2 ORDER BY id DESC LIMIT 2", guild_id, short_id
         )
 
     # --- the queue ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
     TABLES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -138,6 +139,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_in_flight_by_guild ON generations (guild_id)
         WHERE state IN ('submitting', 'running', 'checking');
     CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
+    """,
+    # History pages: a server's generations, or one member's there, in id order (keyset paging); short ids.
+    """
+    CREATE INDEX generations_history ON generations (guild_id, id);
+    CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
+    CREATE INDEX generations_short_id ON generations (guild_id, substr(api_id, 1, 8));
     """,
 )
 
@@ -260,6 +267,27 @@ def _queue_query(guild_id: int, requester_id: int, now: float, counts: UsageCoun
         ((guild_id,) if counts.server_running else ())
         + (guild_id, requester_id, guild_id, requester_id, now, guild_id, now),
     )
+
+
+def history_query(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE, ORDER and LIMIT of a history page: the server (and member) first, then the id, as the history
+    indexes are ordered, so a page is read from the index without sorting, however long the history."""
+    where = ["guild_id = ?"]
+    params: list[object] = [page.guild_id]
+    if page.requester_id is not None:
+        where.append("requester_id = ?")
+        params.append(page.requester_id)
+    if page.channel_ids is not None:
+        where.append(f"channel_id IN ({', '.join('?' * len(page.channel_ids))})" if page.channel_ids else "0")
+        params.extend(sorted(page.channel_ids))
+    if page.before_id is not None:
+        where.append("id < ?")
+        params.append(page.before_id)
+    if page.after_id is not None:
+        where.append("id > ?")
+        params.append(page.after_id)
+    order = "ASC" if page.after_id is not None else "DESC"
+    return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?", [*params, page.limit]
 
 
 def _in_flight_query(row_id: int, max_running: int, server_cap: int) -> Query:
@@ -713,6 +741,12 @@ class SqliteStore:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
         return generation_from_row(row) if row else None
 
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        # The WHERE spells out the expression of generations_short_id, so that SQLite seeks it.
+        return await self._select(
+            "WHERE guild_id = ? AND substr(api_id, 1, 8) = ? ORDER BY id DESC LIMIT 2", (guild_id, short_id)
+        )
+
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         return await self._select("WHERE state = ? AND api_id IS NOT NULL ORDER BY id", (State.RUNNING.value,))
@@ -756,15 +790,31 @@ class SqliteStore:
             (guild_id, requester_id, limit),
         )
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return await self._select(
-            "WHERE guild_id = ? AND api_id IS NOT NULL"
-            " AND (api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            (guild_id, pattern, pattern, limit),
-        )
+        where = ["guild_id = ?", "api_id IS NOT NULL", "(api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"]
+        params: list[object] = [guild_id, pattern, pattern]
+        if requester_id is not None:
+            where.append("requester_id = ?")
+            params.append(requester_id)
+        if finished_only:
+            where.append("state = ?")
+            params.append(State.COMPLETED.value)
+        return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        rows = await self._select(*history_query(page))
+        # The page just newer than a row is read upwards from it, then turned newest first.
+        return rows[::-1] if page.after_id is not None else rows
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
