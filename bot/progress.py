@@ -65,6 +65,9 @@ class StatusView:
         return abs(self.ready_at - other.ready_at) < READY_AT_TOLERANCE
 
 
+ENDED = StatusView(stage="ended")
+
+
 class EditOutcome(Enum):
     SHOWN = "shown"
     # The message can never be edited again (deleted, channel gone, access lost): drop it.
@@ -181,6 +184,8 @@ class ProgressBoard:
 
     def note_row(self, row_id: int, channel_id: int, message_id: int, view: StatusView, *, final: bool = False) -> None:
         """The same, by ids: the row is read when the edit leaves, so the message shows its latest state."""
+        if final:
+            view = ENDED  # an ending looks the same whoever notes it: the row says which one
         if message_id in self._done:
             if final:
                 self._to_record[row_id] = None  # e.g. a deleted message: its ending is as shown as it can be
@@ -369,3 +374,13 @@ class ProgressBoard:
                 await clock_step(next_at)
             else:
                 await asyncio.sleep(max(0.0, next_at - self._clock()))
+
+
+class QueuePlaces:
+    """The queue runner's board: a waiting job's place, or that it left the queue, goes to its status message."""
+
+    def __init__(self, board: ProgressBoard) -> None:
+        self._board = board
+
+    async def show(self, generation: Generation, position: int | None) -> None:
+        self._board.note(generation, StatusView(stage=generation.state.value, position=position))
