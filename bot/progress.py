@@ -2,9 +2,9 @@
 
 Changes are noted into a coalescing map "status message → latest state": a message whose job moved ten times while
 it waited for its turn is edited once, showing where the job is now (the row is read when the edit leaves). A drain
-task of its own sends the edits within three budgets: one edit per message every `MESSAGE_INTERVAL`, a few per
-channel per window (Discord counts message edits per channel), and a small share of the bot's global request rate,
-so that announcements, which run in the tracker's own task, always find room. Jobs that ended go before jobs that
+task of its own sends the edits within three budgets: one edit per message every `MESSAGE_INTERVAL`, evenly spaced
+edits in each channel (Discord counts message edits per channel), and a share of the bot's global request rate, so
+that announcements, which run in the tracker's own task, always find room. Jobs that ended go before jobs that
 merely moved. An edit Discord refuses for good (message deleted, channel gone, access lost) is dropped; one refused
 for now (429, a server error) waits its turn again, a bounded number of times, and a 429 pauses its channel (or every
 channel, for a global limit) for as long as Discord asks.
@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 
 # A status message is edited at most this often: members read it, and Discord counts every edit.
 MESSAGE_INTERVAL = 5.0
-# Discord allows 5 message edits per 5 s in a channel; one is left for edits made in answer to a press or a command.
-CHANNEL_EDITS = 4
-CHANNEL_WINDOW = 5.0
+# Discord allows 5 message edits per 5 s in a channel; the board makes 4, evenly spaced (so that a late request does
+# not bunch up with the next ones at Discord), and leaves one for edits made in answer to a press or a command.
+CHANNEL_EDIT_SPACING = 1.25
 # Of Discord's 50 requests a second per bot, progress edits take at most this many: the rest stays free for
-# announcements and command answers.
-GLOBAL_EDITS = 10
+# announcements (command answers do not count).
+GLOBAL_EDITS = 20
 GLOBAL_WINDOW = 1.0
 EDITS_IN_FLIGHT = 4
 # An edit refused for now is tried again this many times in all, at its turn, then dropped.
@@ -142,8 +142,7 @@ class ProgressBoard:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         message_interval: float = MESSAGE_INTERVAL,
-        channel_edits: int = CHANNEL_EDITS,
-        channel_window: float = CHANNEL_WINDOW,
+        channel_spacing: float = CHANNEL_EDIT_SPACING,
         global_edits: int = GLOBAL_EDITS,
         global_window: float = GLOBAL_WINDOW,
         edits_in_flight: int = EDITS_IN_FLIGHT,
@@ -153,15 +152,14 @@ class ProgressBoard:
         self._clock = clock
         self._wall_clock = wall_clock
         self._message_interval = message_interval
-        self._channel_edits = channel_edits
-        self._channel_window = channel_window
+        self._channel_spacing = channel_spacing
         self._edits_in_flight = edits_in_flight
         # Jobs that ended first, then jobs that moved; each in the order first noted (a newer state keeps the turn).
         self._endings: dict[int, _Pending] = {}
         self._moves: dict[int, _Pending] = {}
         self._noted: dict[int, StatusView] = {}  # what each message was last asked to show
         self._last_edit: dict[int, float] = {}  # when each message was last edited
-        self._channels: dict[int, _Window] = {}
+        self._channel_last: dict[int, float] = {}  # when each channel's last edit left
         self._paused: dict[int, float] = {}  # channel (0: every channel) -> until when Discord asked us to wait
         self._global = _Window(global_edits, global_window)
         # Messages never edited again (their ending is shown, or they are gone), and rows whose ending is shown
@@ -252,18 +250,16 @@ class ProgressBoard:
             return shared if self.waiting else None
         chosen: list[tuple[int, _Pending]] = []
         next_at: float | None = None
-        channel_free: dict[int, float] = {}
         for queue in (self._endings, self._moves):
             for message_id, pending in list(queue.items()):
                 if len(chosen) >= self._edits_in_flight or self._global.free_at(now) > now:
                     break
-                free_at = self._free_at(message_id, pending.channel_id, now, channel_free)
+                free_at = self._free_at(message_id, pending.channel_id, now)
                 if free_at > now:
                     next_at = free_at if next_at is None else min(next_at, free_at)
                     continue
                 del queue[message_id]
                 self._take(message_id, pending.channel_id, now)
-                channel_free.pop(pending.channel_id, None)
                 chosen.append((message_id, pending))
         if not chosen:
             return next_at
@@ -272,23 +268,20 @@ class ProgressBoard:
         self._forget_idle(now)
         return self._clock()  # more may be due at once
 
-    def _free_at(self, message_id: int, channel_id: int, now: float, channel_free: dict[int, float]) -> float:
-        """When an edit of this message may leave: the latest of its own interval, its channel's window and a pause
+    def _free_at(self, message_id: int, channel_id: int, now: float) -> float:
+        """When an edit of this message may leave: the latest of its own interval, its channel's spacing and a pause
         Discord asked for there."""
-        if channel_id not in channel_free:
-            window = self._channels.get(channel_id)
-            channel_free[channel_id] = max(
-                now if window is None else window.free_at(now), self._paused.get(channel_id, now)
-            )
-        last = self._last_edit.get(message_id)
-        return max(channel_free[channel_id], now if last is None else last + self._message_interval)
+        last_edit = self._last_edit.get(message_id)
+        last_in_channel = self._channel_last.get(channel_id)
+        return max(
+            now if last_edit is None else last_edit + self._message_interval,
+            now if last_in_channel is None else last_in_channel + self._channel_spacing,
+            self._paused.get(channel_id, now),
+        )
 
     def _take(self, message_id: int, channel_id: int, now: float) -> None:
         self._last_edit[message_id] = now
-        window = self._channels.get(channel_id)
-        if window is None:
-            window = self._channels[channel_id] = _Window(self._channel_edits, self._channel_window)
-        window.take(now)
+        self._channel_last[channel_id] = now
         self._global.take(now)
 
     async def _edit(self, message_id: int, pending: _Pending) -> None:
@@ -348,8 +341,9 @@ class ProgressBoard:
         if len(self._last_edit) > 4 * max(self.waiting, 256):
             horizon = now - self._message_interval
             self._last_edit = {m: t for m, t in self._last_edit.items() if t > horizon}
-        if len(self._channels) > 256:
-            self._channels = {c: w for c, w in self._channels.items() if w.free_at(now) > now or w.sent}
+        if len(self._channel_last) > 256:
+            horizon = now - self._channel_spacing
+            self._channel_last = {c: t for c, t in self._channel_last.items() if t > horizon}
         for scope, until in list(self._paused.items()):
             if until <= now:
                 del self._paused[scope]
