@@ -96,7 +96,11 @@ class DiscordAnnouncer:
         """Post with the video file and as a reply; each part Discord refuses for good is dropped in turn (the file
         first, then the reply), so that the announcement itself gets through. A refused post made no message, so
         the next one, with the same nonce, is not a repeat."""
-        ways = list(dict.fromkeys([(reference, kept), (reference, None), (None, None)]))
+        ways: list[tuple[discord.MessageReference | None, KeptVideo | None]] = [(reference, kept)]
+        if kept is not None and reference is not None:
+            ways.append((reference, None))
+        if kept is not None or reference is not None:
+            ways.append((None, None))
         for number, (replying_to, file) in enumerate(ways, start=1):
             try:
                 await self._post(channel, generation, replying_to, file)
