@@ -1,0 +1,1 @@
+"""The REST routes, grouped by resource."""
