@@ -13,6 +13,7 @@ import discord
 from .kept_video import KeptVideo, VideoKeeper
 from .messages import announcement
 from .models import Delivery, Generation, State
+from .pacing import ANNOUNCEMENTS_PER_SECOND, Pace
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ class DiscordAnnouncer:
     """Posts the outcome of a generation where it was asked for, or by DM when the channel is closed; where the server
     keeps videos, the post carries the video file itself."""
 
-    def __init__(self, client: discord.Client, keeper: VideoKeeper | None = None) -> None:
+    def __init__(self, client: discord.Client, keeper: VideoKeeper | None = None, pace: Pace | None = None) -> None:
         self._client = client
         self._keeper = keeper
+        # Many videos ending at once must not take the bot past Discord's global limit.
+        self._pace = pace or Pace(ANNOUNCEMENTS_PER_SECOND)
 
     async def announce(self, generation: Generation) -> Delivery | None:
         kept = await self._keeper.file_for(generation) if self._keeper is not None else None
@@ -127,6 +130,7 @@ class DiscordAnnouncer:
             if generation.video_url:
                 # The file plays inline; the provider's link stays in the words, without a second player.
                 content = content.replace(generation.video_url, f"<{generation.video_url}>")
+        await self._pace.turn()
         await channel.send(
             content,
             reference=reference,  # type: ignore[arg-type]
@@ -138,6 +142,7 @@ class DiscordAnnouncer:
     async def _direct_message(self, generation: Generation) -> Delivery | None:
         try:
             dm = await self._client.create_dm(discord.Object(generation.requester_id))
+            await self._pace.turn()
             await dm.send(
                 announcement(generation, by_direct_message=True),
                 allowed_mentions=requester_only(generation),

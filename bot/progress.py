@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from .models import Generation
+from .pacing import SlidingWindow
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ MESSAGE_INTERVAL = 5.0
 # Discord allows 5 message edits per 5 s in a channel; the board makes 4, evenly spaced (so that a late request does
 # not bunch up with the next ones at Discord), and leaves one for edits made in answer to a press or a command.
 CHANNEL_EDIT_SPACING = 1.25
-# Of Discord's 50 requests a second per bot, progress edits take at most this many: the rest stays free for
-# announcements (command answers do not count).
-GLOBAL_EDITS = 20
+# Of Discord's 50 requests a second per bot, progress edits take at most this many; announcements take theirs
+# (bot/pacing.py), and the rest stays free (command answers do not count).
+GLOBAL_EDITS = 15
 GLOBAL_WINDOW = 1.0
 EDITS_IN_FLIGHT = 4
 # An edit refused for now is tried again this many times in all, at its turn, then dropped.
@@ -113,24 +113,6 @@ class _Pending:
     attempts: int = 0
 
 
-@dataclass
-class _Window:
-    """A sliding window of send times: at most `limit` in any `seconds`."""
-
-    limit: int
-    seconds: float
-    sent: deque[float] = field(default_factory=deque)
-
-    def free_at(self, now: float) -> float:
-        """When the next send fits (now or later)."""
-        while self.sent and self.sent[0] <= now - self.seconds:
-            self.sent.popleft()
-        return now if len(self.sent) < self.limit else self.sent[0] + self.seconds
-
-    def take(self, now: float) -> None:
-        self.sent.append(now)
-
-
 class ProgressBoard:
     """The coalescing map of status messages to their latest state, and the task that drains it."""
 
@@ -161,7 +143,7 @@ class ProgressBoard:
         self._last_edit: dict[int, float] = {}  # when each message was last edited
         self._channel_last: dict[int, float] = {}  # when each channel's last edit left
         self._paused: dict[int, float] = {}  # channel (0: every channel) -> until when Discord asked us to wait
-        self._global = _Window(global_edits, global_window)
+        self._global = SlidingWindow(global_edits, global_window)
         # Messages never edited again (their ending is shown, or they are gone), and rows whose ending is shown
         # (or never can be) but not yet recorded so.
         self._done: dict[int, None] = {}

@@ -23,7 +23,7 @@ from bot.progress import (
     StatusView,
 )
 from tests.conftest import FakeClock
-from tests.e2e.fake_ratelimits import EDIT_MESSAGE, RateLimits
+from tests.e2e.fake_discord.ratelimits import EDIT_MESSAGE, RateLimits
 
 START = 1_800_000_000.0
 

@@ -4,14 +4,19 @@ when it fits, the link otherwise, and never twice."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
 from bot.simulator import mp4_body
 
-from .fake_discord import API_PREFIX, FakeMessage, FakeOverwrite, MessageKind, Perm
-from .harness import E2E, STEP, embed_fields
+from .fake_discord import API_PREFIX, FakeMessage, FakeOverwrite, MessageKind, Perm, RateLimits
+from .fake_discord.ratelimits import EDIT_MESSAGE
+from .harness import E2E, STEP, embed_fields, running_e2e
+from .worlds import studio_channels
 
 
 async def wait_version(
@@ -189,3 +194,45 @@ async def test_an_upload_whose_answer_was_lost_is_not_sent_again_after_a_crash(e
     uploads = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/messages") and r.files]
     assert len(uploads) == 1
     e2e.finish()
+
+
+async def test_two_hundred_running_jobs_keep_their_status_messages_current_within_discords_rate_limits(
+    tmp_path: Path,
+) -> None:
+    limits = RateLimits()
+    async with running_e2e(tmp_path, world=studio_channels(20), rate_limits=limits) as e2e:
+        e2e.sim.config.processing_after, e2e.sim.config.complete_after = 1.0, 12.0
+        await e2e.start_bot()
+        channels = [channel for channel in e2e.fake.guild.channels if channel.name.startswith("studio-")]
+        handles = await asyncio.gather(
+            *(
+                e2e.command("generate", {"prompt": f"scene {n}"}, channel=channels[n % len(channels)])
+                for n in range(200)
+            )
+        )
+        outcomes = await asyncio.gather(*(e2e.outcome(handle, timeout=60) for handle in handles))
+        assert not any(outcome.private for outcome in outcomes)
+        statuses = [outcome.message for outcome in outcomes]
+
+        def all_finished() -> bool:
+            return all(
+                embed_fields(e2e.fake.get_message(status.id) or status).get("State") == "completed"
+                for status in statuses
+            )
+
+        await e2e.wait_until(all_finished, "every status message showing its finished video", timeout=120)
+
+        # No edit refused, and the bot as a whole never went past Discord's global limit.
+        refused = Counter(
+            hit.route for hit in limits.hits if not hit.allowed and (hit.is_global or hit.route == EDIT_MESSAGE)
+        )
+        assert refused == {}, f"Discord refused these requests: {refused}"
+        edits = Counter(
+            request.path.rsplit("/", 1)[1] for request in e2e.fake.requests if request.route == EDIT_MESSAGE
+        )
+        # Each visible state at most once (waiting, dreaming, finished); most jobs moved on before their turn.
+        assert max(edits.values()) <= 3
+        assert sum(edits.values()) < 3 * len(statuses)
+        for outcome in outcomes:
+            assert len(e2e.announcements(outcome.generation_id)) == 1
+        e2e.finish()

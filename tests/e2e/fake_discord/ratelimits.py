@@ -1,4 +1,5 @@
-"""Discord's rate limits as the fake enforces them: per-route buckets and the bot's global limit.
+"""Discord's rate limits as the fake enforces them (``FakeDiscord(rate_limits=RateLimits())``): per-route buckets
+and the bot's global limit.
 
 Discord counts requests per route and "major parameter" (the channel, the server, or the webhook and its token) in
 fixed windows, and answers 429 with `retry_after` once a bucket is spent; every bot also has a global limit (50
