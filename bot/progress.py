@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from .models import Generation
+from .models import Generation, State
 from .pacing import SlidingWindow
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ EDITS_IN_FLIGHT = 4
 MAX_EDIT_ATTEMPTS = 5
 # A wait estimate moved by less than this is not worth an edit (the message shows a time that counts down by itself).
 READY_AT_TOLERANCE = 20.0
-# Messages edited for the last time are remembered, so that later notes of their job send nothing; the oldest are
-# forgotten.
+# Messages found gone, and the endings shown, are remembered so that later notes of their job send nothing; the
+# oldest are forgotten.
 DONE_MEMORY = 10_000
 # Endings older than this are not looked for after a restart: their messages are long scrolled away.
 SWEEP_HORIZON = 86_400.0
@@ -65,7 +65,10 @@ class StatusView:
         return abs(self.ready_at - other.ready_at) < READY_AT_TOLERANCE
 
 
-ENDED = StatusView(stage="ended")
+def ending(state: State) -> StatusView:
+    """How an ending is noted: the same whoever notes it, so that it is shown once (another ending, such as a video
+    that arrived after all once the bot had stopped waiting, is shown again)."""
+    return StatusView(stage=f"ended:{state.value}")
 
 
 class EditOutcome(Enum):
@@ -144,9 +147,10 @@ class ProgressBoard:
         self._channel_last: dict[int, float] = {}  # when each channel's last edit left
         self._paused: dict[int, float] = {}  # channel (0: every channel) -> until when Discord asked us to wait
         self._global = SlidingWindow(global_edits, global_window)
-        # Messages never edited again (their ending is shown, or they are gone), and rows whose ending is shown
-        # (or never can be) but not yet recorded so.
-        self._done: dict[int, None] = {}
+        # Messages never edited again, the ending each message shows, and rows whose ending is shown (or never can
+        # be) but not yet recorded so.
+        self._gone: dict[int, None] = {}
+        self._ended: dict[int, str] = {}
         self._to_record: dict[int, None] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -159,18 +163,22 @@ class ProgressBoard:
         if generation.status_message_id is None:
             return
         final = generation.state.is_final
+        if final:
+            view = ending(generation.state)
         view = view or StatusView(stage=generation.state.value)
         self.note_row(generation.id, generation.channel_id, generation.status_message_id, view, final=final)
 
     def note_row(self, row_id: int, channel_id: int, message_id: int, view: StatusView, *, final: bool = False) -> None:
-        """The same, by ids: the row is read when the edit leaves, so the message shows its latest state."""
-        if final:
-            view = ENDED  # an ending looks the same whoever notes it: the row says which one
-        if message_id in self._done:
+        """The same, by ids: the row is read when the edit leaves, so the message shows its latest state. An ending
+        is noted with `ending(state)`."""
+        shown = self._ended.get(message_id)
+        if message_id in self._gone or (shown is not None and (not final or view.stage == shown)):
             if final:
-                self._to_record[row_id] = None  # e.g. a deleted message: its ending is as shown as it can be
+                self._to_record[row_id] = None  # shown already, or as shown as a deleted message can be
                 self._wake.set()
             return
+        if shown is not None:
+            del self._ended[message_id]  # a new ending of the same job
         last = self._noted.get(message_id)
         if last is not None and last.looks_like(view):
             return
@@ -289,10 +297,12 @@ class ProgressBoard:
                 return
         elif result.outcome is EditOutcome.GONE:
             log.info("The status message of row %d is gone; it is not edited again", pending.row_id)
+            self._forget(message_id)
         elif not final:
             return
-        self._finish(message_id)
         if final:
+            shown = ending(generation.state).stage if generation is not None else pending.view.stage
+            self._remember_ending(message_id, shown)
             self._to_record[pending.row_id] = None
 
     def _again_later(self, message_id: int, pending: _Pending, result: EditResult) -> bool:
@@ -308,15 +318,22 @@ class ProgressBoard:
             (self._endings if pending.final else self._moves)[message_id] = pending
         return True
 
-    def _finish(self, message_id: int) -> None:
-        """This message is edited no more."""
-        self._done[message_id] = None
-        if len(self._done) > DONE_MEMORY:
-            del self._done[next(iter(self._done))]
+    def _forget(self, message_id: int) -> None:
+        """This message is gone: it is edited no more."""
+        self._gone[message_id] = None
+        if len(self._gone) > DONE_MEMORY:
+            del self._gone[next(iter(self._gone))]
         self._endings.pop(message_id, None)
         self._moves.pop(message_id, None)
         self._noted.pop(message_id, None)
         self._last_edit.pop(message_id, None)
+
+    def _remember_ending(self, message_id: int, stage: str) -> None:
+        """This message shows its job's ending (or was given up on it): notes of that same ending send nothing."""
+        self._ended[message_id] = stage
+        if len(self._ended) > DONE_MEMORY:
+            del self._ended[next(iter(self._ended))]
+        self._noted.pop(message_id, None)
 
     def _forget_idle(self, now: float) -> None:
         """Drop the pacing state of messages and channels quiet for longer than their windows."""

@@ -18,8 +18,8 @@ from typing import Protocol
 from .api_client import LOOKUP_BATCH_SIZE, VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
-from .models import ApiGeneration, Delivery, Generation
-from .progress import ProgressBoard, StatusView
+from .models import ApiGeneration, Delivery, Generation, State
+from .progress import ProgressBoard, StatusView, ending
 from .queue import QueueRunner
 from .reconcile import Reconciler
 from .storage import GenerationStore, StorageUnavailable, TrackedGeneration
@@ -236,10 +236,14 @@ class Tracker:
             message_id = generation.status_message_id
             if message_id is None:
                 continue
-            if generation.id in ended:
-                self._progress.note_row(generation.id, generation.channel_id, message_id, StatusView(), final=True)
-                continue
             fresh = found.get(generation.api_id)
+            if generation.id in ended:
+                if fresh is not None and fresh.is_final:
+                    state = State.COMPLETED if fresh.is_completed else State.FAILED
+                else:
+                    state = State.TIMED_OUT
+                self._progress.note_row(generation.id, generation.channel_id, message_id, ending(state), final=True)
+                continue
             if fresh is None:
                 continue
             wait = fresh.estimate_wait_seconds

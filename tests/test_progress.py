@@ -21,6 +21,7 @@ from bot.progress import (
     EditResult,
     ProgressBoard,
     StatusView,
+    ending,
 )
 from tests.conftest import FakeClock
 from tests.e2e.fake_discord.ratelimits import EDIT_MESSAGE, RateLimits
@@ -271,3 +272,26 @@ async def test_a_row_whose_message_changed_is_not_edited_at_its_old_message() ->
     await run_until(board, clock, START + 60)
 
     assert discord.edits == {}
+
+
+async def test_an_ending_noted_by_every_path_is_shown_once_and_a_later_different_ending_again() -> None:
+    clock, rows = FakeClock(START), Rows()
+    discord = DiscordEdits(clock)
+    board = board_for(rows, discord, clock)
+    job = rows.put(make(1, channel_id=5))
+    late = rows.change(1, state=State.TIMED_OUT, failure_reason="It took too long.")
+    # The look-up that timed it out, its announcement and the sweep all note the same ending.
+    board.note_row(job.id, job.channel_id, job.status_message_id or 0, ending(State.TIMED_OUT), final=True)
+    await run_until(board, clock, START + 10)
+    board.note(late)
+    await board.sweep()
+    await run_until(board, clock, START + 20)
+    assert [g.state for _, g, _ in discord.edits[job.status_message_id or 0]] == [State.TIMED_OUT]
+    # The video arrived after all (/status saw it): the message shows it, once.
+    arrived = rows.change(1, state=State.COMPLETED, video_url="https://cdn.example/1.mp4")
+    rows.shown.clear()
+    board.note(arrived)
+    await board.sweep()
+    await run_until(board, clock, START + 60)
+    assert [g.state for _, g, _ in discord.edits[job.status_message_id or 0]] == [State.TIMED_OUT, State.COMPLETED]
+    assert rows.shown == [1]
