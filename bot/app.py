@@ -22,12 +22,15 @@ from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
 from .history import HistoryService
+from .kept_video import VideoDownloader, VideoKeeper
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
+from .progress import ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .startup import silence_voice_warnings
+from .status_messages import DiscordStatusEditor
 from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
 
@@ -126,6 +129,7 @@ class VideoBot(commands.Bot):
         api: VideoApi,
         balance: BalanceService | None = None,
         metrics: BotMetrics | None = None,
+        downloader: VideoDownloader | None = None,
     ) -> None:
         silence_voice_warnings()
         # Timings and 429s of discord.py's own requests, when metrics are on.
@@ -170,16 +174,21 @@ class VideoBot(commands.Bot):
             max_running=settings.max_running_generations,
         )
         self.history = HistoryService(store, self.moderation.rules)
-        # The board that edits waiting jobs' status messages is set by cogs.queue.
+        # Status messages are edited at the board's pace; the buttons they carry are set by cogs.queue.
+        self.status_editor = DiscordStatusEditor(self)
+        self.progress = ProgressBoard(store, self.status_editor)
         self.queue_runner = QueueRunner(
             store,
             self.generations,
             self.moderation.rules,
             max_running=settings.max_running_generations,
             timeout_seconds=settings.queue_timeout_seconds,
+            board=QueuePlaces(self.progress),
+            edit_interval=0.0,  # the board paces the edits
         )
         self.generations.wake_queue = self.queue_runner.wake
-        self.announcer = DiscordAnnouncer(self)
+        keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
+        self.announcer = DiscordAnnouncer(self, keeper)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,
@@ -190,7 +199,11 @@ class VideoBot(commands.Bot):
             balance=balance,
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
+            progress=self.progress,
         )
+
+    async def _keeps_videos(self, guild_id: int) -> bool:
+        return (await self.moderation.rules(guild_id)).keep_videos
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -199,6 +212,7 @@ class VideoBot(commands.Bot):
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
         await self.sync_commands()
+        self.progress.start()
         self.tracker.start()
 
     async def close(self) -> None:
@@ -209,6 +223,8 @@ class VideoBot(commands.Bot):
         # The queue runner first: a pass it is in the middle of must not be cut between a claim and its send.
         await self.queue_runner.stop()
         await self.tracker.stop()
+        # Edits not sent are lost with the process; endings among them are shown after the restart.
+        await self.progress.stop()
         await super().close()
 
     def commands_digest(self) -> str:

@@ -129,6 +129,8 @@ class Origin:
     channel_parent_id: int | None = None
     # Manage Server: moderators may always build on anyone's video.
     is_moderator: bool = False
+    # The largest file Discord accepts in that channel (the interaction's attachment_size_limit), when known.
+    upload_limit: int | None = None
 
     @property
     def member(self) -> Member:
@@ -535,6 +537,7 @@ class GenerationService:
                 decide=decide if self._counts_needed(rules, origin.member) else None,
                 limits_exempt=exempt,
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily, self.max_running),
+                upload_limit=origin.upload_limit,
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error

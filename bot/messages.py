@@ -53,8 +53,46 @@ def _timestamp(epoch: float) -> str:
     return discord.utils.format_dt(datetime.fromtimestamp(epoch, UTC), "R")
 
 
-def status_embed(generation: Generation, *, note: str | None = None, position: int | None = None) -> discord.Embed:
-    """A generation's id, prompt, requester, state and (when finished) its video; a waiting job's place."""
+# The API's words for a generation it accepted but has not started.
+_API_WAITING = frozenset({"pending", "queued"})
+
+
+def took(seconds: float) -> str:
+    """A duration as a member reads it: "45 s", "3 min 20 s", "1 h 5 min"."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, rest = divmod(whole // 60, 60)
+    return f"{hours} h" + (f" {rest} min" if rest else "")
+
+
+def progress_text(generation: Generation, ready_at: float | None = None) -> str | None:
+    """Where a job stands, in a line that stays true while nobody edits it: times are Discord timestamps, which
+    count by themselves in every member's client."""
+    state = generation.state
+    if state is State.SUBMITTING:
+        return "Being sent to the video service."
+    if state is State.RUNNING:
+        since = _timestamp(generation.submitted_at or generation.sent_at)
+        if (generation.api_state or "").lower() in _API_WAITING:
+            line = f"Waiting at the video service, sent {since}."
+        else:
+            line = f"Dreaming, started {since}."
+        if ready_at is not None:
+            line += f" The video service expects it ready {_timestamp(ready_at)}."
+        return line
+    if state is State.COMPLETED and generation.finished_at is not None:
+        return f"Finished in {took(generation.finished_at - generation.sent_at)}."
+    return None
+
+
+def status_embed(
+    generation: Generation, *, note: str | None = None, position: int | None = None, ready_at: float | None = None
+) -> discord.Embed:
+    """A generation's id, prompt, requester, state, progress and (when finished) its video; a waiting job's place."""
     title = _TITLES[generation.kind]
     embed = discord.Embed(
         title=title,
@@ -65,6 +103,9 @@ def status_embed(generation: Generation, *, note: str | None = None, position: i
     embed.add_field(name="State", value=generation.display_state, inline=True)
     if generation.state is State.QUEUED and position is not None:
         embed.add_field(name="Position in the queue", value=str(position), inline=True)
+    progress = progress_text(generation, ready_at)
+    if progress is not None:
+        embed.add_field(name="Progress", value=progress, inline=False)
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
     embed.add_field(name="Aspect ratio", value=generation.aspect_ratio, inline=True)
     embed.add_field(name="Model", value=label_of(generation.model), inline=True)

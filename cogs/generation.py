@@ -61,6 +61,7 @@ def origin_of(interaction: discord.Interaction) -> Origin:
         role_ids=role_ids,
         channel_parent_id=getattr(interaction.channel, "parent_id", None),
         is_moderator=interaction.permissions.manage_guild,
+        upload_limit=interaction.filesize_limit,
     )
 
 

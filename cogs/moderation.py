@@ -87,6 +87,13 @@ def rules_embed(
         value="yes" if rules.members_share_videos else "no (only their own; moderators may extend any)",
         inline=False,
     )
+    embed.add_field(
+        name="Finished videos",
+        value="uploaded as files where they fit the upload limit, else linked"
+        if rules.keep_videos
+        else "linked (the provider's links expire)",
+        inline=False,
+    )
     if global_daily:
         embed.set_footer(text=f"The bot's operator caps all servers together at {global_daily} videos a day.")
     return discord_limits.fit_embed(embed)
@@ -318,6 +325,19 @@ class ModerationCog(commands.Cog):
         guild_id = require_moderator(interaction)
         await self.service.set_sharing(guild_id, allowed)
         await self._show(interaction, guild_id, "Sharing updated.")
+
+    @limits.command(
+        name="keep_videos", description="Upload finished videos as files, so they outlive the link (Manage Server)"
+    )
+    @app_commands.describe(
+        upload="Upload each finished video when it fits this server's upload limit (else post the link)"
+    )
+    async def keep_videos(self, interaction: discord.Interaction[VideoBot], upload: bool) -> None:
+        guild_id = require_moderator(interaction)
+        await self.service.set_keep_videos(guild_id, upload)
+        await self._show(
+            interaction, guild_id, "Finished videos will be uploaded." if upload else "Finished videos will be linked."
+        )
 
     async def _edit_list(
         self,

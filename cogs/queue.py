@@ -1,10 +1,9 @@
-"""/queue and /cancel, the Cancel button of a waiting job's status message, and the edits that keep its place shown."""
+"""/queue and /cancel, and the Cancel button a waiting job's status message carries."""
 
 from __future__ import annotations
 
 import logging
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -12,28 +11,10 @@ from discord.ext import commands
 from bot import discord_limits
 from bot.app import VideoBot
 from bot.generations import Origin
-from bot.messages import queue_embed, status_embed
-from bot.models import Generation
+from bot.messages import queue_embed
 from cogs.generation import CancelButton, cancelled_text, origin_of, waiting_view
 
 log = logging.getLogger(__name__)
-
-
-class StatusBoard:
-    """Edits a job's status message as the queue moves; an edit that fails is dropped, the next change retries."""
-
-    def __init__(self, client: discord.Client) -> None:
-        self._client = client
-
-    async def show(self, generation: Generation, position: int | None) -> None:
-        if generation.status_message_id is None:
-            return
-        channel = self._client.get_partial_messageable(generation.channel_id, guild_id=generation.guild_id)
-        message = channel.get_partial_message(generation.status_message_id)
-        try:
-            await message.edit(embed=status_embed(generation, position=position), view=waiting_view(generation))
-        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
-            log.info("Could not update the status message of row %d: %s", generation.id, error)
 
 
 class QueueCog(commands.Cog):
@@ -54,7 +35,7 @@ class QueueCog(commands.Cog):
         origin: Origin = origin_of(interaction)
         cancelled = await self.service.cancel(origin, generation_id)
         await interaction.response.send_message(cancelled_text(cancelled), ephemeral=True)
-        await StatusBoard(self.bot).show(cancelled, None)
+        self.bot.progress.note(cancelled)
 
     @cancel.autocomplete("generation_id")
     async def waiting_autocomplete(
@@ -75,5 +56,5 @@ class QueueCog(commands.Cog):
 async def setup(bot: VideoBot) -> None:
     # Registered at every start: a press on a message posted before a restart still reaches its job.
     bot.add_dynamic_items(CancelButton)
-    bot.queue_runner.board = StatusBoard(bot)
+    bot.status_editor.buttons = waiting_view
     await bot.add_cog(QueueCog(bot))

@@ -100,7 +100,8 @@ def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
 
 def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     subcommands = options_of(commands["limits"])
-    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing"}
+    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing", "keep_videos"}
+    assert options_of(subcommands["keep_videos"])["upload"]["type"] == 5  # a boolean
     assert set(options_of(subcommands["set"])) == {
         "user_daily",
         "server_daily",

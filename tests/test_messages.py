@@ -13,7 +13,7 @@ from bot.api_client import ApiOutOfCredits
 from bot.app import message_for_error
 from bot.errors import UserFacingError
 from bot.generations import QueueView
-from bot.messages import announcement, autocomplete_label, history_embed, queue_embed, status_embed
+from bot.messages import announcement, autocomplete_label, history_embed, queue_embed, status_embed, took
 from bot.models import Delivery, Generation, Kind, State
 from bot.quota import GuildRules, ServerLimits
 from cogs.moderation import rules_embed
@@ -201,3 +201,36 @@ def test_the_longest_announcements_fit_in_a_message_with_the_mention_and_the_lin
         )
         assert len(text) <= 2000 and text.startswith("<@3>")
         assert_whole(text, (URL,))
+
+
+def progress_of(generation: Generation, ready_at: float | None = None) -> str | None:
+    fields = {field.name: field.value for field in status_embed(generation, ready_at=ready_at).fields}
+    return fields.get("Progress")
+
+
+def test_the_status_message_says_where_the_job_stands_in_times_that_count_by_themselves() -> None:
+    sent = 1.8e9
+    waiting = make(state=State.RUNNING, api_state="pending", video_url=None, finished_at=None, submitted_at=sent)
+    assert progress_of(waiting) == f"Waiting at the video service, sent <t:{int(sent)}:R>."
+    dreaming = make(state=State.RUNNING, api_state="processing", video_url=None, finished_at=None, submitted_at=sent)
+    assert progress_of(dreaming, ready_at=sent + 90) == (
+        f"Dreaming, started <t:{int(sent)}:R>. The video service expects it ready <t:{int(sent + 90)}:R>."
+    )
+    # A job that waited in the queue took its time from when it left the queue, not from the command.
+    done = make(created_at=sent - 600, started_at=sent, finished_at=sent + 200)
+    assert progress_of(done) == "Finished in 3 min 20 s."
+    assert progress_of(make(state=State.SUBMITTING, finished_at=None)) == "Being sent to the video service."
+    failed = make(state=State.FAILED, failure_reason="The prompt was refused.")
+    assert progress_of(failed) is None  # the reason says it, in its own field
+    assert {f.name: f.value for f in status_embed(failed).fields}["Reason"] == "The prompt was refused."
+
+
+def test_durations_read_as_members_say_them() -> None:
+    assert [took(s) for s in (0, 45.4, 60, 200, 3600, 3900)] == [
+        "0 s",
+        "45 s",
+        "1 min",
+        "3 min 20 s",
+        "1 h",
+        "1 h 5 min",
+    ]

@@ -101,7 +101,8 @@ class UsageCounts:
 
 
 class TrackedGeneration(NamedTuple):
-    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
+    """What the tracker needs of a running generation: its ids, its last known API state, its deadline's start, and
+    where its status message is (to show its progress).
 
     A tuple rather than a dataclass: every cycle makes one per running generation."""
 
@@ -109,6 +110,8 @@ class TrackedGeneration(NamedTuple):
     api_id: str
     api_state: str | None
     started_at: float
+    channel_id: int = 0
+    status_message_id: int | None = None
 
 
 class StorageUnavailable(Exception):

@@ -146,6 +146,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
     CREATE INDEX generations_short_id ON generations (guild_id, substr(api_id, 1, 8));
     """,
+    # Live progress and kept videos: the upload limit Discord gave with the request, when a job's ending reached its
+    # status message (those that ended before this version count as shown), and whether a server keeps videos.
+    """
+    ALTER TABLE generations ADD COLUMN upload_limit INTEGER;
+    ALTER TABLE generations ADD COLUMN status_shown_at REAL;
+    UPDATE generations SET status_shown_at = finished_at WHERE finished_at IS NOT NULL;
+    ALTER TABLE guild_limits ADD COLUMN keep_videos INTEGER;
+    CREATE INDEX generations_unshown ON generations (finished_at)
+        WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL;
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -161,7 +171,7 @@ _COLUMNS = (
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
-    "limits_exempt"
+    "limits_exempt, upload_limit"
 )
 
 
@@ -170,7 +180,7 @@ _API_UPDATE = (
     " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
     " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
     " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
-    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
+    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?, status_shown_at = NULL"
     " WHERE id = ? AND state = ?"
 )
 _TIME_OUT = (
@@ -619,7 +629,7 @@ class SqliteStore:
         await self._write(
             "UPDATE generations SET api_id = ?, api_state = ?, state = ?, submitted_at = ?, updated_at = ?,"
             " failure_reason = NULL, next_check_at = NULL, finished_at = NULL, announced_at = NULL,"
-            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL"
+            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL, status_shown_at = NULL"
             f" WHERE id = ? AND api_id IS NULL AND state IN ({marks})",
             (api.id, api.state, State.RUNNING.value, now, now, row_id, *states),
         )
@@ -701,7 +711,33 @@ class SqliteStore:
             background=True,
         )
 
+    async def mark_status_shown(self, row_ids: Sequence[int], now: float) -> None:
+        """These rows' endings reached their status messages (or never can): no sweep looks at them again."""
+        if not row_ids:
+            return
+        marks = ", ".join("?" for _ in row_ids)
+        await self._write(
+            f"UPDATE generations SET status_shown_at = ? WHERE id IN ({marks}) AND finished_at IS NOT NULL",
+            (now, *row_ids),
+            background=True,
+        )
+
     # --- generations: reading ---------------------------------------------------------------------------
+
+    async def status_generation(self, row_id: int) -> Generation | None:
+        """A row as its status message shows it (read beside the commands, never in their way)."""
+        row = await _one(self._background_reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
+        return generation_from_row(row) if row else None
+
+    async def unshown_endings(self, since: float) -> list[Generation]:
+        """Jobs that ended since `since` whose status message does not show it yet, oldest first."""
+        rows = await _all(
+            self._background_reads,
+            f"SELECT {_COLUMNS} FROM generations WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL"
+            " AND finished_at IS NOT NULL AND finished_at >= ? ORDER BY finished_at, id",
+            (since,),
+        )
+        return [generation_from_row(row) for row in rows]
 
     async def get(self, row_id: int) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
@@ -756,7 +792,8 @@ class SqliteStore:
         # The index's own condition is spelled out: SQLite uses a partial index only when the query implies it.
         rows = await _all(
             self._background_reads,
-            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
+            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at), channel_id, status_message_id"
+            " FROM generations"
             f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
         )
         return [TrackedGeneration._make(row) for row in rows]
@@ -856,6 +893,7 @@ class SqliteStore:
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        upload_limit: int | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
@@ -872,7 +910,7 @@ class SqliteStore:
             cursor = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, limits_exempt, upload_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind.value,
                     guild_id,
@@ -890,6 +928,7 @@ class SqliteStore:
                     now if queued else None,
                     None if queued else now,
                     int(limits_exempt),
+                    upload_limit,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -1001,11 +1040,12 @@ class SqliteStore:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await _one(
             self._reads,
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = ?",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
+        keep = row["keep_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await _all(
             self._reads,
@@ -1022,6 +1062,7 @@ class SqliteStore:
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
+            keep_videos=bool(keep),
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -1033,6 +1074,9 @@ class SqliteStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"keep_videos": int(keep)}, now)
 
     async def _upsert_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
         if not values:

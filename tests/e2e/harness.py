@@ -429,10 +429,14 @@ def default_simulator() -> SimulatorConfig:
 
 @contextlib.asynccontextmanager
 async def running_e2e(
-    tmp_path: Path, simulator: SimulatorConfig | None = None, world: World | None = None
+    tmp_path: Path, simulator: SimulatorConfig | None = None, world: World | None = None, **fake_options: Any
 ) -> AsyncIterator[E2E]:
-    """The simulator and the fake Discord, and the bot processes the test starts (killed at the end)."""
-    async with run_simulator(simulator or default_simulator()) as sim, run_fake_discord(world=world) as fake:
+    """The simulator and the fake Discord (with `fake_options`, e.g. ``rate_limits=``), and the bot processes the
+    test starts (killed at the end)."""
+    async with (
+        run_simulator(simulator or default_simulator()) as sim,
+        run_fake_discord(world=world, **fake_options) as fake,
+    ):
         e2e = E2E(tmp_path, fake, sim)
         try:
             yield e2e
