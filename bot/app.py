@@ -14,25 +14,38 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from . import discord_limits
 from .announcer import DiscordAnnouncer
 from .api_client import VideoApiError
 from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .history import HistoryService
+from .kept_video import VideoDownloader, VideoKeeper
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
+from .progress import ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .results import ResultService
 from .startup import silence_voice_warnings
+from .status_messages import DiscordStatusEditor
 from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue", "cogs.results")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.generation",
+    "cogs.transforms",
+    "cogs.moderation",
+    "cogs.queue",
+    "cogs.history",
+    "cogs.help",
+    "cogs.results",
+)
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -66,6 +79,7 @@ def message_for_error(error: BaseException) -> str | None:
 
 async def answer_privately(interaction: discord.Interaction, message: str) -> None:
     """Send an ephemeral answer whether or not the interaction was acknowledged already."""
+    message = discord_limits.content(message)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)
@@ -124,6 +138,7 @@ class VideoBot(commands.Bot):
         api: VideoApi,
         balance: BalanceService | None = None,
         metrics: BotMetrics | None = None,
+        downloader: VideoDownloader | None = None,
     ) -> None:
         silence_voice_warnings()
         # Timings and 429s of discord.py's own requests, when metrics are on.
@@ -138,6 +153,9 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
             **traced,
         )
         self.settings = settings
@@ -165,16 +183,22 @@ class VideoBot(commands.Bot):
             max_running=settings.max_running_generations,
         )
         self.results = ResultService(store, api, self.generations, self.moderation)
-        # The board that edits waiting jobs' status messages is set by cogs.queue.
+        self.history = HistoryService(store, self.moderation.rules)
+        # Status messages are edited at the board's pace; the buttons they carry are set by cogs.queue.
+        self.status_editor = DiscordStatusEditor(self)
+        self.progress = ProgressBoard(store, self.status_editor)
         self.queue_runner = QueueRunner(
             store,
             self.generations,
             self.moderation.rules,
             max_running=settings.max_running_generations,
             timeout_seconds=settings.queue_timeout_seconds,
+            board=QueuePlaces(self.progress),
+            edit_interval=0.0,  # the board paces the edits
         )
         self.generations.wake_queue = self.queue_runner.wake
-        self.announcer = DiscordAnnouncer(self)
+        keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
+        self.announcer = DiscordAnnouncer(self, keeper)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,
@@ -185,7 +209,11 @@ class VideoBot(commands.Bot):
             balance=balance,
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
+            progress=self.progress,
         )
+
+    async def _keeps_videos(self, guild_id: int) -> bool:
+        return (await self.moderation.rules(guild_id)).keep_videos
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -194,6 +222,7 @@ class VideoBot(commands.Bot):
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
         await self.sync_commands()
+        self.progress.start()
         self.tracker.start()
 
     async def close(self) -> None:
@@ -204,6 +233,8 @@ class VideoBot(commands.Bot):
         # The queue runner first: a pass it is in the middle of must not be cut between a claim and its send.
         await self.queue_runner.stop()
         await self.tracker.stop()
+        # Edits not sent are lost with the process; endings among them are shown after the restart.
+        await self.progress.stop()
         await super().close()
 
     def commands_digest(self) -> str:

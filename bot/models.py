@@ -215,6 +215,9 @@ class Generation:
     limits_exempt: bool = False
     # Asked for privately: every answer is ephemeral and the result goes to the requester by DM, never the channel.
     private: bool = False
+    # The largest file Discord accepted in the channel when the video was asked for (the interaction's
+    # attachment_size_limit); None where it was not known.
+    upload_limit: int | None = None
 
     @property
     def display_state(self) -> str:

@@ -47,6 +47,8 @@ class GuildRules:
     private_mode: bool = True
     # The enabled models this server may use; empty: all of them.
     allowed_models: frozenset[str] = frozenset()
+    # Whether announcements carry the video file itself (when it fits the upload limit), not only its link.
+    keep_videos: bool = False
 
 
 @dataclass(frozen=True)

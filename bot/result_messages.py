@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import discord
 
+from . import discord_limits
 from .catalogue import label_of
-from .messages import CONTENT_LIMIT, EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_LIMIT, announcement, plain
+from .messages import announcement, plain
 from .models import Generation, Kind, State
 
 SHORT_ID_LENGTH = 8
-EMBED_TITLE_LIMIT = 256
+# The prompt is the card's description; the rest of the card needs far less than what this leaves of the 6000.
+PROMPT_IN_CARD = discord_limits.EMBED_DESCRIPTION // 2
 
 _RESULT_TITLES = {
     Kind.GENERATE: "Video",
@@ -55,8 +57,8 @@ def result_embed(generation: Generation) -> discord.Embed:
     if generation.state is not State.COMPLETED:
         title += f" · {generation.state.label}"
     embed = discord.Embed(
-        title=title[:EMBED_TITLE_LIMIT],
-        description=plain(generation.prompt, EMBED_DESCRIPTION_LIMIT // 2),
+        title=title,
+        description=plain(generation.prompt, PROMPT_IN_CARD),
         colour=_RESULT_COLOURS.get(generation.state, discord.Colour.red()),
     )
     embed.add_field(name="Requested by", value=f"<@{generation.requester_id}>", inline=True)
@@ -64,22 +66,23 @@ def result_embed(generation: Generation) -> discord.Embed:
     embed.add_field(name="Model", value=label_of(generation.model), inline=True)
     if generation.parent_api_id:
         relation = "Extends" if generation.kind is Kind.EXTEND else "Made from"
-        embed.add_field(name=relation, value=f"`{generation.parent_api_id}`"[:EMBED_FIELD_LIMIT], inline=False)
+        embed.add_field(name=relation, value=f"`{generation.parent_api_id}`", inline=False)
     taken = time_taken(generation)
     if taken is not None and generation.state is State.COMPLETED:
         embed.add_field(name="Time taken", value=taken, inline=True)
     embed.add_field(name="Id", value=f"`{short_id(generation)}`", inline=True)
     if generation.failure_reason and generation.state is not State.COMPLETED:
-        embed.add_field(name="Reason", value=plain(generation.failure_reason, EMBED_FIELD_LIMIT), inline=False)
+        embed.add_field(
+            name="Reason", value=plain(generation.failure_reason, discord_limits.EMBED_FIELD_VALUE), inline=False
+        )
     if generation.thumbnail_url:
         embed.set_thumbnail(url=generation.thumbnail_url)
-    return embed
+    return discord_limits.fit_embed(embed)
 
 
 def _with_link(head: str, generation: Generation) -> str:
     """`head` cut to fit, then the video link whole on its own line (Discord plays it inline)."""
-    body = f"\n{generation.video_url}" if generation.video_url else ""
-    return head[: CONTENT_LIMIT - len(body)] + body
+    return discord_limits.content_keeping_tail(head, f"\n{generation.video_url}" if generation.video_url else "")
 
 
 def shown_again_text(generation: Generation, shown_by: int) -> str:
@@ -114,4 +117,4 @@ def dm_closed_text(generation: Generation) -> str:
     )
     if generation.state is State.COMPLETED:
         return _with_link(f"{note}\nYour private video is ready: **{plain(generation.prompt, 300)}**", generation)
-    return f"{note}\n{announcement(generation)}"[:CONTENT_LIMIT]
+    return discord_limits.content(f"{note}\n{announcement(generation)}")

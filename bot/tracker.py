@@ -18,7 +18,8 @@ from typing import Protocol
 from .api_client import LOOKUP_BATCH_SIZE, VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
-from .models import ApiGeneration, Delivery, Generation
+from .models import ApiGeneration, Delivery, Generation, State
+from .progress import ProgressBoard, StatusView, ending
 from .queue import QueueRunner
 from .reconcile import Reconciler
 from .storage import GenerationStore, StorageUnavailable, TrackedGeneration
@@ -61,8 +62,10 @@ class Tracker:
         lookup_concurrency: int = LOOKUP_CONCURRENCY,
         reconciler: Reconciler | None = None,
         queue: QueueRunner | None = None,
+        progress: ProgressBoard | None = None,
     ) -> None:
         self._queue = queue
+        self._progress = progress
         self._balance = balance
         self._reconciler = reconciler
         self._store = store
@@ -114,6 +117,7 @@ class Tracker:
         for generation in await self._store.checking():
             if generation.notice_sent_at is None and await self._announcer.announce(generation) is not None:
                 await self._store.mark_notice_sent(generation.id, self._clock())
+                self._show(generation)
 
     async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` once per poll interval, counted from the start of each run; a slow run is followed at once,
@@ -134,7 +138,11 @@ class Tracker:
 
     async def run_side_jobs(self) -> None:
         """Jobs that run beside the look-ups, once per interval; one failing never stops the others."""
-        await _each((self._run_queue, self._reconcile, self.notify_checking, self._watch_balance))
+        await _each((self._run_queue, self._reconcile, self.notify_checking, self._watch_balance, self._sweep_endings))
+
+    async def _sweep_endings(self) -> None:
+        if self._progress is not None:
+            await self._progress.sweep()
 
     async def _watch_balance(self) -> None:
         if self._balance is not None:
@@ -177,6 +185,7 @@ class Tracker:
         try:
             found = await self._look_up(batch)
             finished = await self._record(batch, found)
+            self._show_progress(batch, found, finished)
         except StorageUnavailable:
             return  # named in the log once a minute by the store; looked up again next cycle
         except Exception:
@@ -213,6 +222,37 @@ class Tracker:
                 log.info("Generation %s timed out after %.0f minutes", generation.api_id, self._timeout_seconds / 60)
                 timed_out.append(generation.id)
         return await self._store.record_lookups(updates, timed_out, self._timeout_reason(), now)
+
+    def _show_progress(
+        self, batch: Sequence[TrackedGeneration], found: dict[str, ApiGeneration], finished: Sequence[int]
+    ) -> None:
+        """Hand what the look-ups said to the status messages: each job's API state and wait estimate, or its end.
+        The board sends only what a member would see change."""
+        if self._progress is None:
+            return
+        now = self._clock()
+        ended = set(finished)
+        for generation in batch:
+            message_id = generation.status_message_id
+            if message_id is None:
+                continue
+            fresh = found.get(generation.api_id)
+            if generation.id in ended:
+                if fresh is not None and fresh.is_final:
+                    state = State.COMPLETED if fresh.is_completed else State.FAILED
+                else:
+                    state = State.TIMED_OUT
+                self._progress.note_row(generation.id, generation.channel_id, message_id, ending(state), final=True)
+                continue
+            if fresh is None:
+                continue
+            wait = fresh.estimate_wait_seconds
+            view = StatusView(stage=fresh.state, ready_at=None if wait is None else now + wait)
+            self._progress.note_row(generation.id, generation.channel_id, message_id, view)
+
+    def _show(self, generation: Generation) -> None:
+        if self._progress is not None:
+            self._progress.note(generation)
 
     def _timeout_reason(self) -> str:
         minutes = self._timeout_seconds / 60
@@ -293,6 +333,8 @@ class Tracker:
         delivery = await self._announcer.announce(generation)
         if delivery is not None:
             await self._store.mark_announced(generation.id, delivery, self._clock())
+            # Whatever path ended it (the look-ups, the queue, the search for a lost request), its message shows it.
+            self._show(generation)
 
 
 async def _each(steps: Sequence[Callable[[], Awaitable[None]]]) -> None:

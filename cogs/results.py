@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.app import VideoBot, answer_failure
 from bot.errors import UserFacingError
 from bot.models import MAX_PROMPT_LENGTH, MIN_PROMPT_LENGTH, Generation, State
@@ -45,11 +46,11 @@ PROMPT_FIELD = "prompt"
 
 
 def result_custom_id(action: ResultAction, row_id: int) -> str:
-    return f"result:{action.value}:{row_id}"
+    return discord_limits.custom_id("result", action.value, row_id)
 
 
 def extend_form_custom_id(row_id: int) -> str:
-    return f"result:extend-prompt:{row_id}"
+    return discord_limits.custom_id("result", "extend-prompt", row_id)
 
 
 class ResultButton(
@@ -61,7 +62,9 @@ class ResultButton(
     def __init__(self, action: ResultAction, row_id: int, *, label: str | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label=label or LABELS[action], style=_STYLES[action], custom_id=result_custom_id(action, row_id)
+                label=discord_limits.button_label(label or LABELS[action]),
+                style=_STYLES[action],
+                custom_id=result_custom_id(action, row_id),
             )
         )
         self.action = action
@@ -95,7 +98,11 @@ def result_view(generation: Generation, private_copy: bool = False) -> discord.u
 def shared_view(row_id: int) -> discord.ui.View:
     """A private copy once shared: its Share button greyed out, so that the video is not posted twice."""
     view = discord.ui.View(timeout=None)
-    view.add_item(discord.ui.Button(label=SHARED_LABEL, disabled=True, custom_id=f"result:shared:{row_id}"))
+    view.add_item(
+        discord.ui.Button(
+            label=SHARED_LABEL, disabled=True, custom_id=discord_limits.custom_id("result", "shared", row_id)
+        )
+    )
     return view
 
 
@@ -103,7 +110,11 @@ def extend_form(generation: Generation) -> discord.ui.Modal:
     """The form that asks for the continuation prompt. It is answered by ResultsCog.on_interaction, by its custom id,
     not by a form object held in memory: that would be lost in a restart, and shared by two members extending the
     same video at once."""
-    form = discord.ui.Modal(title=EXTEND_FORM_TITLE, custom_id=extend_form_custom_id(generation.id), timeout=None)
+    form = discord.ui.Modal(
+        title=discord_limits.modal_title(EXTEND_FORM_TITLE),
+        custom_id=extend_form_custom_id(generation.id),
+        timeout=None,
+    )
     form.add_item(
         discord.ui.TextInput(
             label="What happens next",
@@ -212,6 +223,7 @@ class ResultsCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="show", description="Post a finished video of this server again, with its buttons")
+    @app_commands.guild_only()
     @app_commands.describe(generation_id="The finished video to post again (pings nobody)")
     async def show(self, interaction: discord.Interaction[VideoBot], generation_id: str) -> None:
         origin = origin_of(interaction)
@@ -229,7 +241,7 @@ class ResultsCog(commands.Cog):
     async def show_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await suggest_generations(self.bot.generations, interaction, current)
+        return await suggest_generations(self.bot.generations, interaction, current, finished_only=True)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[VideoBot]) -> None:

@@ -206,8 +206,9 @@ async def test_another_members_private_videos_are_never_offered_nor_shown(
     private = await service.start(HERE, options, parent=None, private=True)
     clock.advance(61)
     private = await service.refresh(private)
-    assert [g.id for g in await service.suggest(1, "garden", viewer=HERE.user_id)] == [private.id]
-    assert await service.suggest(1, "garden", viewer=OTHER_MEMBER.user_id) == []
+    for finished_only in (False, True):
+        assert [g.id for g in await service.suggest(HERE, "garden", finished_only=finished_only)] == [private.id]
+        assert await service.suggest(OTHER_MEMBER, "garden", finished_only=finished_only) == []
     with pytest.raises(UserFacingError, match="No generation"):
         await results.showable(OTHER_MEMBER, private.api_id or "")
     assert (await results.showable(HERE, private.api_id or "")).id == private.id

@@ -70,6 +70,7 @@ def generation_from_row(row: Row) -> Generation:
         not_before=row["not_before"],
         limits_exempt=bool(row["limits_exempt"]),
         private=bool(row["private"]),
+        upload_limit=row["upload_limit"],
     )
 
 

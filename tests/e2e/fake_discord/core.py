@@ -32,6 +32,7 @@ from .plumbing import (
     compile_template,
     snowflake,
 )
+from .ratelimits import RateLimits
 from .records import CommandSync, CommandUnavailableError, FakeMessage, GatewayFrame, RecordedRequest
 from .world import FakeChannel, FakeGuild, FakeMember, FakeUser, World, compute_permissions, default_world
 
@@ -56,6 +57,7 @@ class FakeCore:
         reject_invalid_bodies: bool = False,
         echo_messages: bool = True,
         allowed_privileged_intents: int = Intents.PRIVILEGED,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         """
         ack_deadline: seconds within which an interaction callback is accepted (None = never refuse).
@@ -67,6 +69,8 @@ class FakeCore:
             as Discord does (subject to the GUILD_MESSAGES / DIRECT_MESSAGES intents).
         allowed_privileged_intents: privileged intents enabled for the application; asking for others
             closes the gateway with 4014, like Discord.
+        rate_limits: Discord's per-route and global rate limits, enforced (429 with Discord's headers) and
+            recorded in :attr:`rate_limits`; None (the default) answers every request without them.
         """
         self.world = world or default_world()
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -76,6 +80,7 @@ class FakeCore:
         self.reject_invalid_bodies = reject_invalid_bodies
         self.echo_messages = echo_messages
         self.allowed_privileged_intents = allowed_privileged_intents
+        self.rate_limits = rate_limits
         self.validator: RequestValidator | None = validator
         if self.validator is None and validate_schema:
             self.validator = load_validator()
