@@ -6,10 +6,9 @@ import discord
 
 from . import discord_limits
 from .catalogue import label_of
-from .messages import announcement, plain
+from .messages import announcement, plain, short_id, took
 from .models import Generation, Kind, State
 
-SHORT_ID_LENGTH = 8
 # The prompt is the card's description; the rest of the card needs far less than what this leaves of the 6000.
 PROMPT_IN_CARD = discord_limits.EMBED_DESCRIPTION // 2
 
@@ -26,28 +25,11 @@ _RESULT_COLOURS = {
 }
 
 
-def short_id(generation: Generation) -> str:
-    """The first characters of the generation's id (a request that never got one: its #number)."""
-    return (generation.api_id or f"#{generation.id}")[:SHORT_ID_LENGTH]
-
-
-def duration_text(seconds: float) -> str:
-    """A duration as a member reads it: "48 s", "3 min 5 s", "1 h 2 min"."""
-    whole = max(0, round(seconds))
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
 def time_taken(generation: Generation) -> str | None:
     """From the moment its request left for the video service to the moment it finished; None if it never left."""
     if generation.finished_at is None or generation.api_id is None:
         return None
-    return duration_text(generation.finished_at - generation.sent_at)
+    return took(generation.finished_at - generation.sent_at)
 
 
 def result_embed(generation: Generation) -> discord.Embed:

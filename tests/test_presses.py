@@ -12,7 +12,7 @@ import pytest
 from bot.announcer import PrivateAnswers
 from bot.models import Generation, Kind, State
 from bot.presses import Presser, ResultAction, press_refusal, result_actions
-from bot.result_messages import dm_closed_text, duration_text, private_ready_text, result_embed, shown_again_text
+from bot.result_messages import dm_closed_text, private_ready_text, result_embed, shown_again_text
 from cogs.generation import CancelButton
 from cogs.results import (
     EXTEND_FORM_TEMPLATE,
@@ -159,17 +159,6 @@ def test_the_result_card_fits_discords_limits_from_the_worst_input() -> None:
     embed = result_embed(worst)
     assert len(embed) <= 6000 and len(embed.description or "") <= 4096 and len(embed.title or "") <= 256
     assert all(len(field.value or "") <= 1024 for field in embed.fields) and len(embed.fields) <= 25
-
-
-def test_durations_read_naturally() -> None:
-    assert [duration_text(s) for s in (0, 48, 60, 185, 3600, 3725)] == [
-        "0 s",
-        "48 s",
-        "1 min",
-        "3 min 5 s",
-        "1 h",
-        "1 h 2 min",
-    ]
 
 
 def test_a_post_again_names_people_without_the_marker_of_an_announcement() -> None:
