@@ -170,8 +170,8 @@ def refreshed_content(content: str, before: Generation, after: Generation) -> st
     if not after.video_url or after.video_url in content:
         return content
     if before.video_url and before.video_url in content:
-        return content.replace(before.video_url, after.video_url)
-    return f"{content}\n{after.video_url}".strip()
+        return discord_limits.content(content.replace(before.video_url, after.video_url))
+    return discord_limits.content_keeping_tail(content, f"\n{after.video_url}").strip()
 
 
 async def press_share(interaction: discord.Interaction[VideoBot], row_id: int) -> None:
