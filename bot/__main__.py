@@ -28,7 +28,7 @@ from .config import ConfigError, Settings, load_settings
 from .health import Heartbeat, HeartbeatWriter, heartbeat_path, tracker_stale_after
 from .metrics import BotMetrics, MetricsServer
 from .startup import ReconnectLineFilter, forget_http_session, reach_discord
-from .storage import GenerationStore
+from .storage import open_store
 from .video_api import VideoApiRouter
 
 log = logging.getLogger("bot")
@@ -84,7 +84,7 @@ def point_discord_at(base_url: str) -> None:
 
 async def run(settings: Settings) -> int:
     try:
-        store = await GenerationStore.open(settings.database_path)
+        store = await open_store(settings)
     except (OSError, sqlite3.Error, RuntimeError) as error:
         print(
             f"Configuration error: DATABASE_PATH {str(settings.database_path)!r} can't be used: {error}",

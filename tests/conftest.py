@@ -11,7 +11,7 @@ import pytest
 from bot.api_client import LumaClient, RetryPolicy
 from bot.config import Secret
 from bot.simulator import RunningSimulator, SimulatorConfig, run_simulator
-from bot.storage import GenerationStore
+from bot.storage import GenerationStore, SqliteStore
 
 SIM_KEY = "sim-test-key-0123456789"
 # Retries in tests wait milliseconds, not seconds.
@@ -38,7 +38,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[GenerationStore]:
-    opened = await GenerationStore.open(tmp_path / "data" / "bot.sqlite3")
+    opened = await SqliteStore.open(tmp_path / "data" / "bot.sqlite3")
     yield opened
     await opened.close()
 

@@ -14,7 +14,7 @@ from bot.models import GenerationOptions, State
 from bot.moderation import ModerationService
 from bot.quota import LimitReached, Member, ServerLimits
 from bot.simulator import RunningSimulator
-from bot.storage import GenerationStore, RuleEntry
+from bot.storage import GenerationStore, RuleEntry, SqliteStore
 from tests.conftest import FakeClock
 
 ALICE = Origin(guild_id=1, channel_id=11, user_id=100)
@@ -138,11 +138,11 @@ async def test_channels_roles_words_and_sharing_are_enforced(
 
 async def test_settings_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "bot.sqlite3"
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     await ModerationService(store, ServerLimits(), global_daily=0, clock=clock).set_limits(1, {"user_daily": 4})
     await store.add_rule_entry(1, RuleEntry.BLOCKED_PHRASE, "x y")
     await store.close()
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     try:
         rules = await ModerationService(store, ServerLimits(user_daily=9, cooldown_seconds=5), global_daily=0).rules(1)
         assert rules.limits == ServerLimits(user_daily=4, cooldown_seconds=5)

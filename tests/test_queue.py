@@ -15,7 +15,7 @@ from bot.queue import QueueRunner, Waiting, fair_order
 from bot.quota import LimitReached, ServerLimits
 from bot.reconcile import CheckSchedule, Reconciler
 from bot.simulator import RunningSimulator
-from bot.storage import GenerationStore
+from bot.storage import GenerationStore, SqliteStore
 from bot.tracker import Tracker
 from cogs.moderation import usage_embed
 from tests.conftest import FAST_RETRY, FakeClock
@@ -274,7 +274,7 @@ async def test_a_crash_while_jobs_wait_and_one_is_being_sent_sends_each_once_and
     tmp_path: Path, api: LumaClient, clock: FakeClock, simulator: RunningSimulator
 ) -> None:
     path = tmp_path / "bot.sqlite3"
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     before = Bot(store, api, clock, max_running=1)
     await before.generate(ALICE, "running before the crash")
     waiting = [await before.generate(origin, f"waiting {n}") for n, origin in enumerate((BOB, CAROL, DAVE))]
@@ -286,7 +286,7 @@ async def test_a_crash_while_jobs_wait_and_one_is_being_sent_sends_each_once_and
     await api.create(GenerationOptions(being_sent.prompt), "legacy")
     await store.close()
 
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     after = Bot(store, api, clock, max_running=1)
     [recovered] = await after.service.recover_interrupted()
     assert recovered.id == being_sent.id and recovered.state is State.CHECKING

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import storage
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
 from bot.quota import ServerLimits
-from bot.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
-from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, TrackedGeneration
+from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration
+from bot.storage import sqlite as storage
+from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -30,7 +30,7 @@ async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now
 
 async def test_a_new_file_is_created_in_wal_mode_and_migrated(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "folder" / "bot.sqlite3"
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     try:
         assert await store.journal_mode() == "wal"
     finally:
@@ -43,11 +43,11 @@ async def test_a_new_file_is_created_in_wal_mode_and_migrated(tmp_path: Path) ->
 
 async def test_rows_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
-    store = await GenerationStore.open(path)
+    store = await SqliteStore.open(path)
     row = await _insert(store, prompt="kept")
     await store.mark_submitted(row.id, ApiGeneration(id="api-1", state="pending"), 101.0)
     await store.close()
-    reopened = await GenerationStore.open(path)
+    reopened = await SqliteStore.open(path)
     try:
         kept = await reopened.get_by_api_id("api-1")
         assert kept is not None and kept.prompt == "kept" and kept.state is State.RUNNING
@@ -273,7 +273,7 @@ async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_r
             " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
         )
         old.execute("INSERT INTO guild_rule_entries (guild_id, kind, value) VALUES (1, 'channel', '11')")
-    opened = await GenerationStore.open(path)
+    opened = await SqliteStore.open(path)
     try:
         [row] = await opened.running()
         assert (row.api_id, row.model, row.credits_used, row.checking_since) == ("old-1", "legacy", None, None)

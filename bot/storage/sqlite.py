@@ -10,15 +10,24 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 
-from .models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
-from .quota import GuildRules, ServerLimits, Usage
+from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
+from ..quota import GuildRules, ServerLimits, Usage
+from .records import (
+    LIMIT_NAMES,
+    RuleEntry,
+    SpendRow,
+    StateCount,
+    StorageUnavailable,
+    TrackedGeneration,
+    UsageCounts,
+    UsageReport,
+)
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -131,83 +140,6 @@ _COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'ex
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
 # How often the log says that the database cannot be written, while it cannot.
 WRITE_TROUBLE_LOG_INTERVAL = 60.0
-LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
-
-
-class RuleEntry(StrEnum):
-    """The kinds of list a server's moderators keep."""
-
-    CHANNEL = "channel"
-    ROLE = "role"
-    EXEMPT_ROLE = "exempt_role"
-    BLOCKED_PHRASE = "blocked_phrase"
-    MODEL = "model"
-
-
-@dataclass(frozen=True)
-class UsageReport:
-    """A server's generations over a period. `charged` counts the videos the API accepted (or may have) and did not
-    report failed: generations, extensions, edits and reframes; `failures` and `refused` cost nothing."""
-
-    generations: int
-    extensions: int
-    failures: int
-    refused: int
-    charged: int
-    # What was spent, per member and model: the API's own figures where it reported them.
-    spend: list[SpendRow] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class SpendRow:
-    """One member's paid videos of one model in a period, and the costs the API reported for some of them."""
-
-    requester_id: int
-    model: str
-    videos: int
-    reported_videos: int
-    reported_tokens: int
-    usd_videos: int
-    usd: float
-
-
-@dataclass(frozen=True)
-class StateCount:
-    """How many generations are in one state (and one API state), how many of them were paid for, and how many
-    finished ones still wait to be announced."""
-
-    state: str
-    api_state: str | None
-    count: int
-    charged: int
-    unannounced: int
-    # Of the charged ones: how many the API reported a cost for, and the tokens it reported.
-    reported: int = 0
-    reported_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class UsageCounts:
-    """Which day totals to count besides a member's own: each one reads every row of the day."""
-
-    server: bool = True
-    everyone: bool = True
-
-    @classmethod
-    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
-        """Only the totals these limits check."""
-        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
-
-
-class TrackedGeneration(NamedTuple):
-    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
-
-    A tuple rather than a dataclass: every cycle makes one per running generation."""
-
-    id: int
-    api_id: str
-    api_state: str | None
-    started_at: float
 
 
 _COLUMNS = (
@@ -264,10 +196,6 @@ def _generation_from_row(row: sqlite3.Row) -> Generation:
         not_before=row["not_before"],
         limits_exempt=bool(row["limits_exempt"]),
     )
-
-
-class StorageUnavailable(Exception):
-    """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
 
 
 class _WriteTrouble:
@@ -433,7 +361,7 @@ def _roll_back(connection: sqlite3.Connection) -> None:
             connection.execute("ROLLBACK")
 
 
-class GenerationStore:
+class SqliteStore:
     """The bot's SQLite database."""
 
     def __init__(
@@ -454,7 +382,7 @@ class GenerationStore:
         self._write_trouble = _WriteTrouble()
 
     @classmethod
-    async def open(cls, path: Path) -> GenerationStore:
+    async def open(cls, path: Path) -> SqliteStore:
         """Open (creating its folder and file if needed) and migrate the database at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         opened: list[aiosqlite.Connection] = []

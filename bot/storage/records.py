@@ -1,0 +1,91 @@
+"""What the storage hands to the services: plain records, whatever the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from ..quota import ServerLimits
+
+LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
+
+
+class RuleEntry(StrEnum):
+    """The kinds of list a server's moderators keep."""
+
+    CHANNEL = "channel"
+    ROLE = "role"
+    EXEMPT_ROLE = "exempt_role"
+    BLOCKED_PHRASE = "blocked_phrase"
+    MODEL = "model"
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A server's generations over a period. `charged` counts the videos the API accepted (or may have) and did not
+    report failed: generations, extensions, edits and reframes; `failures` and `refused` cost nothing."""
+
+    generations: int
+    extensions: int
+    failures: int
+    refused: int
+    charged: int
+    # What was spent, per member and model: the API's own figures where it reported them.
+    spend: list[SpendRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """One member's paid videos of one model in a period, and the costs the API reported for some of them."""
+
+    requester_id: int
+    model: str
+    videos: int
+    reported_videos: int
+    reported_tokens: int
+    usd_videos: int
+    usd: float
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """How many generations are in one state (and one API state), how many of them were paid for, and how many
+    finished ones still wait to be announced."""
+
+    state: str
+    api_state: str | None
+    count: int
+    charged: int
+    unannounced: int
+    # Of the charged ones: how many the API reported a cost for, and the tokens it reported.
+    reported: int = 0
+    reported_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class UsageCounts:
+    """Which day totals to count besides a member's own: each one reads every row of the day."""
+
+    server: bool = True
+    everyone: bool = True
+
+    @classmethod
+    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
+        """Only the totals these limits check."""
+        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
+
+
+class TrackedGeneration(NamedTuple):
+    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
+
+    A tuple rather than a dataclass: every cycle makes one per running generation."""
+
+    id: int
+    api_id: str
+    api_state: str | None
+    started_at: float
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
