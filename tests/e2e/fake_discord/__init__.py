@@ -63,6 +63,7 @@ from .constants import (
     Perm,
 )
 from .interaction_handle import InteractionHandle
+from .plumbing import shard_for
 from .records import (
     CommandSync,
     CommandUnavailableError,
@@ -128,4 +129,5 @@ __all__ = [
     "compute_permissions",
     "default_world",
     "run_fake_discord",
+    "shard_for",
 ]
