@@ -106,8 +106,12 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
         await answer_privately(interaction, message)
 
 
-class VideoBot(commands.Bot):
-    """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
+class VideoBot(commands.AutoShardedBot):
+    """Owns the tracker and the command tree; the settings, storage and API client are given to it.
+
+    Sharded: one process runs the shards the settings name (all that Discord recommends by default). Everything
+    that may concern a server of another process's shards (announcements, edits of status messages) goes through
+    REST with partial messageables, never through the gateway's cache."""
 
     def __init__(
         self,
@@ -118,8 +122,10 @@ class VideoBot(commands.Bot):
         metrics: BotMetrics | None = None,
     ) -> None:
         silence_voice_warnings()
-        # Timings and 429s of discord.py's own requests, when metrics are on.
-        traced: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        # Timings and 429s of discord.py's own requests, when metrics are on; the shards of this process, if named.
+        options: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        if settings.shard_ids is not None:
+            options["shard_ids"] = list(settings.shard_ids)
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -130,7 +136,8 @@ class VideoBot(commands.Bot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
-            **traced,
+            shard_count=settings.shard_count,
+            **options,
         )
         self.settings = settings
         self.metrics = metrics
@@ -184,7 +191,10 @@ class VideoBot(commands.Bot):
         await self.generations.recover_interrupted()
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
-        await self.sync_commands()
+        if self.settings.syncs_commands:
+            await self.sync_commands()
+        else:
+            log.info("Slash commands are synced by the process that runs shard 0")
         self.tracker.start()
 
     async def close(self) -> None:
