@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import aiohttp
@@ -183,11 +184,14 @@ class VideoBot(commands.AutoShardedBot):
             balance=balance,
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
+            recover=self.generations.recover_interrupted,
         )
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        # Alive in the database before anything else, so that no other process takes this one's work for a dead one's.
+        await self.store.beat(time.time())
         await self.generations.recover_interrupted()
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -89,3 +92,9 @@ class TrackedGeneration(NamedTuple):
 
 class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+def new_process_id() -> str:
+    """A name for this process in the rows it holds: its host and pid, for the operator, and a random part, since
+    pids are reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
