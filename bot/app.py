@@ -26,6 +26,7 @@ from .model_choice import ModelChoice
 from .moderation import ModerationService
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
+from .sharing import QUEUE_BOARD_JOB, lease_holder
 from .startup import silence_voice_warnings
 from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
@@ -171,6 +172,7 @@ class VideoBot(commands.AutoShardedBot):
             self.moderation.rules,
             max_running=settings.max_running_generations,
             timeout_seconds=settings.queue_timeout_seconds,
+            shows_positions=lease_holder(store, QUEUE_BOARD_JOB, settings.poll_interval_seconds),
         )
         self.generations.wake_queue = self.queue_runner.wake
         self.announcer = DiscordAnnouncer(self)

@@ -14,6 +14,11 @@ sent it, and the process beats in the database; only rows of a process whose hea
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+
+from .storage import GenerationStore
+
 # The longest lease: a dead process's look-ups and announcements are taken over within it plus one poll interval.
 LEASE_MAX_SECONDS = 15.0
 # A finished generation is leased to the process announcing it for this long; an announcement that took longer is
@@ -22,6 +27,8 @@ ANNOUNCE_LEASE_SECONDS = LEASE_MAX_SECONDS
 # The lease of the jobs one process does at a time, renewed every poll interval by its holder.
 JOB_LEASE_SECONDS = LEASE_MAX_SECONDS
 RECONCILE_JOB = "reconcile"
+# Editing the waiting jobs' status messages as the queue moves: one process edits them all.
+QUEUE_BOARD_JOB = "queue-board"
 # A process notes that it is alive this often; without a heartbeat for GONE_AFTER_SECONDS it is gone.
 BEAT_INTERVAL_SECONDS = 5.0
 GONE_AFTER_SECONDS = 15.0
@@ -36,3 +43,12 @@ def lookup_lease(poll_interval: float) -> float:
 def job_lease(poll_interval: float) -> float:
     """The lease of a one-at-a-time job, renewed each poll interval: longer than an interval, so its holder keeps it."""
     return max(JOB_LEASE_SECONDS, 2 * poll_interval)
+
+
+def lease_holder(store: GenerationStore, job: str, poll_interval: float) -> Callable[[], Awaitable[bool]]:
+    """Asks whether this process holds (or can take) the lease of a one-at-a-time job, renewing it when it does."""
+
+    async def holds() -> bool:
+        return await store.hold_lease(job, time.time(), job_lease(poll_interval))
+
+    return holds
