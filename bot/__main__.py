@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Iterable
@@ -28,7 +27,7 @@ from .config import ConfigError, Settings, load_settings
 from .health import Heartbeat, HeartbeatWriter, heartbeat_path, tracker_stale_after
 from .metrics import BotMetrics, MetricsServer
 from .startup import ReconnectLineFilter, forget_http_session, reach_discord
-from .storage import open_store
+from .storage import DatabaseUnusable, open_store
 from .video_api import VideoApiRouter
 
 log = logging.getLogger("bot")
@@ -67,7 +66,10 @@ class RedactingFilter(logging.Filter):
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter([settings.discord_token.reveal(), settings.aiml_api_key.reveal()]))
+    secrets = [settings.discord_token.reveal(), settings.aiml_api_key.reveal()]
+    if settings.database_url is not None:
+        secrets.append(settings.database_url.password)
+    handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -85,11 +87,8 @@ def point_discord_at(base_url: str) -> None:
 async def run(settings: Settings) -> int:
     try:
         store = await open_store(settings)
-    except (OSError, sqlite3.Error, RuntimeError) as error:
-        print(
-            f"Configuration error: DATABASE_PATH {str(settings.database_path)!r} can't be used: {error}",
-            file=sys.stderr,
-        )
+    except DatabaseUnusable as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     metrics = BotMetrics() if settings.metrics_port is not None else None
     try:

@@ -24,7 +24,7 @@ from .config import ConfigError, Settings, load_settings
 from .errors import UserFacingError
 from .models import ApiGeneration, State
 from .prompts import clean_generation_id
-from .storage import GenerationStore, open_store
+from .storage import DatabaseUnusable, GenerationStore, open_store
 from .video_api import VideoApiRouter, model_of
 
 ADOPTABLE = (State.CHECKING, State.UNCONFIRMED, State.NOT_RECEIVED)
@@ -56,7 +56,11 @@ async def adopt(store: GenerationStore, api: GenerationFetcher, row_id: int, gen
 
 
 async def _run(settings: Settings, row_id: int, generation_id: str) -> int:
-    store = await open_store(settings)
+    try:
+        store = await open_store(settings)
+    except DatabaseUnusable as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return 2
     try:
         async with aiohttp.ClientSession() as session:
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlsplit, urlunsplit
 
 from .catalogue import CATALOGUE
 from .models import LEGACY_MODEL
@@ -42,12 +42,43 @@ class Secret:
         return hash(self._value)
 
 
+class DatabaseUrl(Secret):
+    """A postgresql:// URL: its password never shows, but the rest of it can be named in a message."""
+
+    __slots__ = ()
+
+    @property
+    def password(self) -> str:
+        return urlsplit(self.reveal()).password or ""
+
+    def shown(self) -> str:
+        """The URL with its password hidden."""
+        return hide_password(self.reveal())
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.shown()!r})"
+
+    __str__ = __repr__
+
+
+def hide_password(url: str) -> str:
+    """A URL as it may be shown: any password in it replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 @dataclass(frozen=True)
 class Settings:
     discord_token: Secret = field(repr=False)
     aiml_api_key: Secret = field(repr=False)
     api_base_url: str = DEFAULT_API_BASE_URL
     database_path: Path = Path("data/bot.sqlite3")
+    # A PostgreSQL server holding everything instead of the SQLite file (the heartbeat stays beside DATABASE_PATH).
+    database_url: DatabaseUrl | None = field(default=None, repr=False)
     poll_interval_seconds: float = 10.0
     generation_timeout_minutes: float = 30.0
     dev_guild_id: int | None = None
@@ -151,10 +182,37 @@ def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | N
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    parsed = urlparse(raw)
+    parsed = urlsplit(raw)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+def database_path(env: Mapping[str, str]) -> Path:
+    """DATABASE_PATH: the SQLite file (and the folder of the heartbeat)."""
+    raw = env.get("DATABASE_PATH", "").strip() or "data/bot.sqlite3"
+    path = Path(raw).expanduser()
+    if path.exists() and path.is_dir():
+        raise ConfigError(f"DATABASE_PATH must be a file, but {raw!r} is a folder")
+    return path
+
+
+def database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
+    """DATABASE_URL: a PostgreSQL server's postgresql://user:password@host:port/database, or None for SQLite."""
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    shown = hide_password(raw) if "://" in raw else "(not a URL)"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {shown!r}")
+    try:
+        parts.port  # noqa: B018  (reading it checks it)
+    except ValueError:
+        raise ConfigError(f"DATABASE_URL has a port that is not a number from 0 to 65535: {shown!r}") from None
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        raise ConfigError(f"DATABASE_URL must name a database after the host, as in .../videos, got {shown!r}")
+    return DatabaseUrl(raw)
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:
@@ -207,11 +265,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     api_base_url = _http_url(env, "AIML_API_BASE_URL", DEFAULT_API_BASE_URL)
     assert api_base_url is not None
 
-    database_raw = env.get("DATABASE_PATH", "").strip() or "data/bot.sqlite3"
-    database_path = Path(database_raw).expanduser()
-    if database_path.exists() and database_path.is_dir():
-        raise ConfigError(f"DATABASE_PATH must be a file, but {database_raw!r} is a folder")
-
     dev_guild_raw = env.get("DEV_GUILD_ID", "").strip()
     dev_guild_id: int | None = None
     if dev_guild_raw:
@@ -237,7 +290,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         discord_token=Secret(discord_token),
         aiml_api_key=Secret(aiml_api_key),
         api_base_url=api_base_url,
-        database_path=database_path,
+        database_path=database_path(env),
+        database_url=database_url(env),
         poll_interval_seconds=_positive_float(env, "POLL_INTERVAL_SECONDS", 10.0),
         generation_timeout_minutes=_positive_float(env, "GENERATION_TIMEOUT_MINUTES", 30.0),
         dev_guild_id=dev_guild_id,

@@ -251,7 +251,7 @@ class GenerationService:
         if not self._counts_needed(rules, origin.member):
             return rules, options  # nothing to count: the command answers without reading the usage
         now = self._clock()
-        counts = UsageCounts.for_limits(rules.limits, global_daily)
+        counts = UsageCounts.for_limits(rules.limits, global_daily, self.max_running)
         usage = await self._store.queue_usage_now(origin.guild_id, origin.user_id, day_start(now), now, counts)
         outcome = self._admit(rules, origin.member, usage, now)
         if isinstance(outcome, LimitReached):
@@ -502,7 +502,7 @@ class GenerationService:
                 counted_since=day_start(now),
                 decide=decide if self._counts_needed(rules, origin.member) else None,
                 limits_exempt=exempt,
-                counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily),
+                counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily, self.max_running),
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error

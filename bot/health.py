@@ -1,9 +1,11 @@
 """The bot's heartbeat and `python -m bot.health`, the container's health check.
 
-The running bot rewrites a small JSON file beside its database every few seconds: when it wrote it, whether it is
-connected to Discord and when its tracker last finished a cycle. `python -m bot.health` reads that file and exits
-0 when all three are recent and true, 1 otherwise, with one line saying why. It needs neither the token nor the
-network, so it is cheap enough for Docker to run every 30 seconds.
+The running bot keeps a small JSON file beside its database: whether it is connected to Discord and when its tracker
+last finished a cycle, as of when it was written. Every few seconds the bot touches the file (its modification time
+is the beat) and rewrites it only when that verdict changes, so that a bot with nothing to do writes nothing.
+`python -m bot.health` reads the file and exits 0 when the beat is recent and the bot connected and cycling, 1
+otherwise, with one line saying why. It needs neither the token nor the network, so it is cheap enough for Docker to
+run every 30 seconds.
 """
 
 from __future__ import annotations
@@ -63,41 +65,53 @@ class Heartbeat:
             tracker_stale_after=float(data["tracker_stale_after"]),
         )
 
+    def tracker_stalled(self) -> bool:
+        """Whether the tracker had stalled when this was written."""
+        cycle = self.tracker_cycle_at
+        return cycle is not None and self.written_at - cycle > self.tracker_stale_after
+
+    def verdict(self) -> tuple[bool, bool, bool]:
+        """What the health check concludes from it besides its age: while this holds, a touch is enough."""
+        return self.discord_connected, self.tracker_cycle_at is None, self.tracker_stalled()
+
 
 def write_heartbeat(path: Path, heartbeat: Heartbeat) -> None:
-    # Written aside and renamed, so the health check never reads half a file.
+    # Written aside and renamed, so the health check never reads half a file; the beat is the modification time.
     partial = path.with_name(path.name + ".tmp")
     partial.write_text(heartbeat.to_json(), encoding="utf-8")
+    os.utime(partial, (heartbeat.written_at, heartbeat.written_at))
     partial.replace(path)
 
 
-def assess(heartbeat: Heartbeat, now: float) -> tuple[bool, str]:
-    """Whether the bot is healthy by this heartbeat, and why in one line."""
-    age = now - heartbeat.written_at
+def assess(heartbeat: Heartbeat, now: float, beat_at: float | None = None) -> tuple[bool, str]:
+    """Whether the bot is healthy by this heartbeat (last touched at `beat_at`), and why in one line."""
+    age = now - max(heartbeat.written_at, beat_at or 0.0)
     if age > HEARTBEAT_STALE_AFTER_SECONDS:
         return False, f"the heartbeat is {age:.0f} s old: the bot is stopped or hung"
     if not heartbeat.discord_connected:
         return False, "not connected to Discord (reconnecting)"
     if heartbeat.tracker_cycle_at is None:
         return False, "the tracker has not finished a cycle yet"
-    cycle_age = now - heartbeat.tracker_cycle_at
-    if cycle_age > heartbeat.tracker_stale_after:
+    if heartbeat.tracker_stalled():
+        cycle_age = now - heartbeat.tracker_cycle_at
         return False, f"the tracker's last cycle finished {cycle_age:.0f} s ago: it has stalled"
-    return True, f"connected to Discord, tracker cycle {cycle_age:.0f} s ago"
+    return True, "connected to Discord, tracker cycling"
 
 
 def check(path: Path, now: float) -> tuple[bool, str]:
     try:
         heartbeat = Heartbeat.from_json(path.read_text(encoding="utf-8"))
+        beat_at = path.stat().st_mtime
     except FileNotFoundError:
         return False, f"no heartbeat at {path}: the bot is not running (or not yet started)"
     except (OSError, ValueError, KeyError, TypeError) as error:
         return False, f"the heartbeat at {path} can't be read: {error}"
-    return assess(heartbeat, now)
+    return assess(heartbeat, now, beat_at)
 
 
 class HeartbeatWriter:
-    """Rewrites the heartbeat file every few seconds while the bot runs; removes it on a clean stop."""
+    """Beats every few seconds while the bot runs (a touch, or a rewrite when the verdict changed); removes the file
+    on a clean stop."""
 
     def __init__(
         self, path: Path, status: Callable[[], Heartbeat], interval: float = HEARTBEAT_INTERVAL_SECONDS
@@ -106,6 +120,7 @@ class HeartbeatWriter:
         self._status = status
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._written: tuple[bool, bool, bool] | None = None  # the verdict the file holds
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeat")
@@ -114,7 +129,7 @@ class HeartbeatWriter:
         failing = False
         while True:
             try:
-                write_heartbeat(self._path, self._status())
+                self._beat()
             except OSError as error:
                 # Once per trouble (a full disk lasts): the health check reports it as a stale heartbeat.
                 if not failing:
@@ -125,6 +140,18 @@ class HeartbeatWriter:
                     log.info("The heartbeat %s is written again", self._path)
                 failing = False
             await asyncio.sleep(self._interval)
+
+    def _beat(self) -> None:
+        heartbeat = self._status()
+        if heartbeat.verdict() == self._written:
+            try:
+                os.utime(self._path, (heartbeat.written_at, heartbeat.written_at))
+                return
+            except FileNotFoundError:
+                pass  # removed from outside: written anew below
+        self._written = None
+        write_heartbeat(self._path, heartbeat)
+        self._written = heartbeat.verdict()
 
     async def stop(self) -> None:
         if self._task is not None:

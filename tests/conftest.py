@@ -1,4 +1,5 @@
-"""Fixtures shared by the layers' tests: a real SQLite file, the simulator on loopback, a client for it."""
+"""Fixtures shared by the layers' tests: a real SQLite file (or, for the storage's behaviour, each backend in turn),
+the simulator on loopback, a client for it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bot.api_client import LumaClient, RetryPolicy
 from bot.config import Secret
 from bot.simulator import RunningSimulator, SimulatorConfig, run_simulator
 from bot.storage import GenerationStore, SqliteStore
+from tests.postgres import fresh_database
 
 SIM_KEY = "sim-test-key-0123456789"
 # Retries in tests wait milliseconds, not seconds.
@@ -41,6 +43,24 @@ async def store(tmp_path: Path) -> AsyncIterator[GenerationStore]:
     opened = await SqliteStore.open(tmp_path / "data" / "bot.sqlite3")
     yield opened
     await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[GenerationStore]:
+    """The same behaviour on each backend: a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        opened: GenerationStore = await SqliteStore.open(tmp_path / "data" / "bot.sqlite3")
+        yield opened
+        await opened.close()
+        return
+    async with fresh_database() as url:
+        from bot.storage.postgres import PostgresStore
+
+        opened = await PostgresStore.open(url)
+        try:
+            yield opened
+        finally:
+            await opened.close()
 
 
 @pytest.fixture

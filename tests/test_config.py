@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_API_BASE_URL, ConfigError, load_settings
+from tests.postgres import reachable_server
 
 REQUIRED = {"DISCORD_TOKEN": "discord-secret-token", "AIML_API_KEY": "aiml-secret-key"}
 
@@ -168,3 +170,55 @@ def test_a_database_sqlite_cannot_open_stops_the_bot_with_its_one_line_and_nothi
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("Configuration error: DATABASE_PATH") and str(path) in last
         assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
+
+
+def test_database_url_is_read_and_its_password_never_shows() -> None:
+    settings = load_settings(REQUIRED | {"DATABASE_URL": "postgresql://bot:pa55-w0rd@db.example:5433/videos"})
+    assert settings.database_url is not None
+    assert settings.database_url.reveal() == "postgresql://bot:pa55-w0rd@db.example:5433/videos"
+    assert settings.database_url.shown() == "postgresql://bot:***@db.example:5433/videos"
+    text = repr(settings) + str(settings.database_url) + f"{settings.database_url!r}"
+    assert "pa55-w0rd" not in text
+    assert load_settings(REQUIRED).database_url is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://bot:pa55-w0rd@db/videos",
+        "postgresql://bot:pa55-w0rd@db:port/videos",
+        "postgresql://bot:pa55-w0rd@db:5432",
+        "bot:pa55-w0rd@db/videos",
+    ],
+)
+def test_a_malformed_database_url_is_refused_naming_it_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL") as refused:
+        load_settings(REQUIRED | {"DATABASE_URL": url})
+    assert "pa55-w0rd" not in str(refused.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_database_server_that_refuses_the_connection_stops_the_bot_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = f"postgresql://bot:pa55-w0rd@127.0.0.1:{_closed_port()}/videos"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "t", "AIML_API_KEY": "k"}
+    result = run_bot(env | {"DATABASE_URL": url, "DATABASE_PATH": str(tmp_path / "bot.sqlite3")}, tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Configuration error: DATABASE_URL") and "127.0.0.1" in last
+    assert "pa55-w0rd" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert not (tmp_path / "bot.sqlite3").exists()  # nothing fell back to SQLite
+
+
+async def test_a_database_the_server_does_not_have_stops_the_bot_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = await reachable_server() + "/no_such_database_here"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "t", "AIML_API_KEY": "k"}
+    result = run_bot(env | {"DATABASE_URL": missing}, tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Configuration error: DATABASE_URL") and "no_such_database_here" in last
+    assert "Traceback" not in result.stderr

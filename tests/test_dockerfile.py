@@ -31,7 +31,7 @@ def test_dependencies_are_installed_from_pyproject_before_the_code_is_copied(tmp
     dependency_step = next(i for i, line in enumerate(keywords) if "pip install --no-cache-dir -r" in line)
     assert dependency_step < first_code_copy
     assert all(not line.startswith("COPY") or "pyproject.toml" in line for line in keywords[:dependency_step])
-    # The requirements that layer installs are exactly pyproject's runtime dependencies: run its script here.
+    # The requirements that layer installs are exactly what pyproject lists for it: run its script here.
     script = re.search(r'python -c "(.+?)"\s*>', keywords[dependency_step])
     assert script is not None
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path)
@@ -44,7 +44,9 @@ def test_dependencies_are_installed_from_pyproject_before_the_code_is_copied(tmp
         check=True,
     ).stdout.split()
     with (REPO_ROOT / "pyproject.toml").open("rb") as file:
-        assert listed == tomllib.load(file)["project"]["dependencies"]
+        project = tomllib.load(file)["project"]
+    # The runtime dependencies and the PostgreSQL driver, so that the image can use DATABASE_URL.
+    assert listed == project["dependencies"] + project["optional-dependencies"]["postgres"]
     # The code itself is installed without touching the dependencies again.
     assert any("pip install --no-cache-dir --no-deps ." in line for line in keywords[first_code_copy:])
 

@@ -93,3 +93,28 @@ async def test_the_writer_keeps_the_heartbeat_warns_once_while_it_cannot_and_rem
     assert not path.exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Could not write the heartbeat" in warnings[0]
+
+
+def test_a_bot_with_nothing_new_to_report_only_touches_its_heartbeat(tmp_path: Path) -> None:
+    database = tmp_path / "bot.sqlite3"
+    path = heartbeat_path(database)
+    status = {"connected": True}
+    clock = [time.time() - 40]
+
+    def current() -> Heartbeat:
+        clock[0] += 10
+        return Heartbeat(clock[0], status["connected"], clock[0] - 2, 120.0)
+
+    writer = HeartbeatWriter(path, current)
+    writer._beat()
+    first = path.read_text(encoding="utf-8")
+    writer._beat()
+    writer._beat()
+    assert path.read_text(encoding="utf-8") == first  # the same verdict: not rewritten
+    assert path.stat().st_mtime == pytest.approx(clock[0])  # but the beat moved on
+    assert run_health(tmp_path, database).returncode == 0
+    status["connected"] = False
+    writer._beat()
+    assert not Heartbeat.from_json(path.read_text(encoding="utf-8")).discord_connected
+    result = run_health(tmp_path, database)
+    assert result.returncode == 1 and "not connected to Discord" in result.stdout

@@ -1,4 +1,4 @@
-"""Limits on a real SQLite file: the atomic reservation, what counts, persistence, and per-server isolation."""
+"""Limits on each backend: the atomic reservation, what counts, persistence, and per-server isolation."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ ALICE = Origin(guild_id=1, channel_id=11, user_id=100)
 BOB = Origin(guild_id=1, channel_id=11, user_id=200)
 ALICE_ELSEWHERE = Origin(guild_id=2, channel_id=22, user_id=100)
 CREATES = ("POST", "/luma-ai/generations")
+
+
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
 
 
 @pytest.fixture

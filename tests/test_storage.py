@@ -11,9 +11,22 @@ import pytest
 
 from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
 from bot.quota import ServerLimits
-from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration
+from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration, UsageCounts
 from bot.storage import sqlite as storage
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
+
+
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """The tests of this module run on each backend, but for those of SQLite's own machinery."""
+    return any_store
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore.open(tmp_path / "bot.sqlite3")
+    yield opened
+    await opened.close()
 
 
 async def _insert(store: GenerationStore, *, guild: int = 1, user: int = 10, now: float = 100.0, prompt: str = "p"):
@@ -136,7 +149,8 @@ async def test_a_cancelled_reservation_leaves_no_open_transaction(store: Generat
     assert (await store.get(later.id)) is not None and await store.get_meta("k") == "v"
 
 
-async def test_the_tracker_reads_only_running_rows_through_the_partial_index(store: GenerationStore) -> None:
+async def test_the_tracker_reads_only_running_rows_through_the_partial_index(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     sent = await _insert(store, now=100.0)
     await store.mark_submitted(sent.id, ApiGeneration(id="api-1", state="pending"), 101.0)
     await _insert(store, now=102.0)  # still submitting: not looked up
@@ -173,6 +187,19 @@ async def test_a_batch_of_look_ups_is_written_once_and_reports_what_it_finished(
     # Rows already final are not finished twice.
     again = await store.record_lookups([(rows[1].id, ApiGeneration("api-1", "completed"))], [rows[2].id], "x", 300.0)
     assert again == []
+
+
+async def test_a_reservation_counts_by_seeking_indexes_not_by_reading_every_running_row(
+    sqlite_store: SqliteStore,
+) -> None:
+    counts = UsageCounts(server_running=True, everyone_running=True)
+    for query in (storage._queue_query(1, 10, 100.0, counts), storage._in_flight_query(7, 5, 5)):
+        async with sqlite_store._background_reads.execute("EXPLAIN QUERY PLAN " + query[0], query[1]) as cursor:
+            plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+        assert "SCAN generations" not in plan
+        assert "generations_in_flight_by_guild" in plan
+    unused = storage._queue_query(1, 10, 100.0, UsageCounts(server_running=False, everyone_running=False))[0]
+    assert storage._IN_FLIGHT not in unused  # no cap, no count of the jobs in flight
 
 
 @pytest.fixture
@@ -248,6 +275,25 @@ async def test_a_failing_write_fails_alone_and_a_cancelled_caller_s_write_still_
     assert logged(tmp_path / "w.sqlite3") == ["abandoned", "fine"]
 
 
+async def test_a_write_that_fails_half_way_is_undone_alone_while_its_batch_commits(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    def half_done(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO log (name) VALUES ('half')")
+        raise ValueError("refused after writing")
+
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    queued = [
+        asyncio.create_task(writer.run(work)) for work in (logging_work("before"), half_done, logging_work("after"))
+    ]
+    await asyncio.sleep(0)
+    await held.let_go()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    assert outcomes[0] == 1 and isinstance(outcomes[1], ValueError) and outcomes[2] == 1
+    assert logged(tmp_path / "w.sqlite3") == ["before", "after"]
+
+
 async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(20)]
 
@@ -304,7 +350,8 @@ async def test_on_sqlite_creates_in_flight_of_an_earlier_run_are_taken_over_once
         await store.close()
 
 
-async def test_on_sqlite_the_one_process_holds_every_lease(store: GenerationStore) -> None:
+async def test_on_sqlite_the_one_process_holds_every_lease(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     row = await _insert(store)
     await store.mark_submitted(row.id, ApiGeneration(id="api-1", state="pending"), 101.0)
     await store.beat(102.0)

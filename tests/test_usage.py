@@ -15,6 +15,12 @@ ALICE, BOB, CAROL = 10, 20, 30
 SINCE = 1_000.0
 
 
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
 async def _generation(store: GenerationStore, user: int, outcome: str, *, kind: Kind = Kind.GENERATE, **where: float):
     """One request of `user` that ended in `outcome`: completed, failed, running, refused or unconfirmed."""
     row = await store.insert_submitting(

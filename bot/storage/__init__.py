@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from ..config import Settings
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import DatabaseUrl, Settings
 from .interface import GenerationStore
 from .records import (
     LIMIT_NAMES,
+    TABLES,
+    DatabaseUnusable,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -16,9 +22,14 @@ from .records import (
 )
 from .sqlite import MIGRATIONS, SqliteStore
 
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
 __all__ = [
     "LIMIT_NAMES",
     "MIGRATIONS",
+    "TABLES",
+    "DatabaseUnusable",
     "GenerationStore",
     "RuleEntry",
     "SpendRow",
@@ -28,10 +39,40 @@ __all__ = [
     "TrackedGeneration",
     "UsageCounts",
     "UsageReport",
+    "open_postgres",
+    "open_sqlite",
     "open_store",
 ]
 
 
 async def open_store(settings: Settings) -> GenerationStore:
-    """Open (and migrate) the database the settings name."""
-    return await SqliteStore.open(settings.database_path)
+    """Open (and migrate) the database the settings name: PostgreSQL at DATABASE_URL when it is set, else the SQLite
+    file at DATABASE_PATH. Raises DatabaseUnusable when it cannot be opened."""
+    if settings.database_url is not None:
+        return await open_postgres(settings.database_url)
+    return await open_sqlite(settings.database_path)
+
+
+async def open_sqlite(path: Path) -> SqliteStore:
+    try:
+        return await SqliteStore.open(path)
+    except (OSError, sqlite3.Error, RuntimeError) as error:
+        raise DatabaseUnusable(f"DATABASE_PATH {str(path)!r} can't be used: {error}") from error
+
+
+async def open_postgres(url: DatabaseUrl) -> PostgresStore:
+    try:
+        # Imported here: asyncpg is an optional extra, needed only by those who set DATABASE_URL.
+        from .postgres import OPEN_ERRORS, PostgresStore
+    except ImportError as error:
+        raise DatabaseUnusable(
+            f"DATABASE_URL is set, but the PostgreSQL driver is not installed ({error}): "
+            "install the bot with its extra, pip install '.[postgres]'"
+        ) from error
+    try:
+        return await PostgresStore.open(url.reveal())
+    except OPEN_ERRORS as error:
+        reason = str(error) or type(error).__name__
+        if url.password:
+            reason = reason.replace(url.password, "***")
+        raise DatabaseUnusable(f"DATABASE_URL {url.shown()!r} can't be used: {reason}") from error

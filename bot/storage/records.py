@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
 from ..quota import ServerLimits
 
+# Every table of the bot's data, in both backends (what python -m bot.migrate_to_postgres copies).
+TABLES = ("generations", "guild_limits", "guild_rule_entries", "bot_meta")
 LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
 
 
@@ -68,15 +67,23 @@ class StateCount:
 
 @dataclass(frozen=True)
 class UsageCounts:
-    """Which day totals to count besides a member's own: each one reads every row of the day."""
+    """Which totals to count besides a member's own: each day total reads every row of the day, each count of jobs
+    in flight every running one."""
 
     server: bool = True
     everyone: bool = True
+    server_running: bool = True
+    everyone_running: bool = True
 
     @classmethod
-    def for_limits(cls, limits: ServerLimits, global_daily: int) -> UsageCounts:
-        """Only the totals these limits check."""
-        return cls(server=bool(limits.server_daily), everyone=bool(global_daily))
+    def for_limits(cls, limits: ServerLimits, global_daily: int, max_running: int = 0) -> UsageCounts:
+        """Only the totals these limits and the bot's running cap check."""
+        return cls(
+            server=bool(limits.server_daily),
+            everyone=bool(global_daily),
+            server_running=bool(limits.server_concurrent),
+            everyone_running=bool(max_running),
+        )
 
 
 class TrackedGeneration(NamedTuple):
@@ -94,7 +101,5 @@ class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
 
 
-def new_process_id() -> str:
-    """A name for this process in the rows it holds: its host and pid, for the operator, and a random part, since
-    pids are reused."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+class DatabaseUnusable(Exception):
+    """The database the settings name cannot be opened; the message names the setting and why (never a password)."""

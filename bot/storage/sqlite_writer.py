@@ -3,9 +3,14 @@
 A write that hops to the connection's thread and back for each statement holds up every write queued behind it for
 as many turns of the event loop, and a busy loop turns slowly: with a hundred commands a second, the writes of
 commands, look-ups and announcements queued for seconds. Here each write is a function run whole in the thread,
-and all the writes waiting when the thread frees up go in one hop; each still commits on its own, so every
-caller's transaction is exactly what it was. Commands' writes go first; a batch always takes some of the
-background's (look-ups, announcements), so that neither starves the other.
+and all the writes waiting when the thread frees up go in one hop.
+
+The hop is also one transaction (group commit): each write runs inside a savepoint of its own, so a write that
+fails is undone alone and its caller hears why, and the batch commits once. A burst of two hundred commands then
+waits for a few syncs to disk rather than two hundred. No caller hears that its write succeeded before the commit
+that holds it is done; if that commit fails, every write of the batch is reported failed, and none of it was kept.
+Commands' writes go first; a batch always takes some of the background's (look-ups, announcements), so that
+neither starves the other.
 """
 
 from __future__ import annotations
@@ -85,21 +90,56 @@ class SqliteWriter:
         connection = self._connection
         if connection is None:
             raise sqlite3.ProgrammingError("the database is closed")
-        for work, future in batch:
-            if connection.in_transaction:
-                # A transaction a failed rollback left open would swallow this write without committing it.
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            try:
-                outcome: tuple[bool, Any] = (True, work(connection))
-            except BaseException as error:  # handed to its caller, whatever it is
-                if connection.in_transaction:
-                    # A full disk may refuse even the rollback; SQLite then rolls back by itself.
-                    with contextlib.suppress(sqlite3.OperationalError):
-                        connection.execute("ROLLBACK")
-                outcome = (False, error)
-            # Each caller hears as soon as its own write is done, not when the whole batch is.
+        if connection.in_transaction:
+            # A transaction a failed rollback left open would swallow this batch without committing it.
+            _roll_back(connection)
+        for (_, future), outcome in zip(batch, _run_in_one_transaction(connection, batch), strict=True):
             loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _run_in_one_transaction(
+    connection: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any]]]
+) -> list[tuple[bool, Any]]:
+    """Each write's outcome, once the transaction holding them all is committed (or known lost)."""
+    # Deferred: this connection is the bot's only writer, so its first write never waits for another's lock, and
+    # a batch of writes that change nothing (or a database made read-only) writes nothing at all.
+    connection.execute("BEGIN")
+    outcomes: list[tuple[bool, Any]] = []
+    for work, _ in batch:
+        succeeded, value = _run_in_savepoint(connection, work)
+        if not connection.in_transaction:
+            # SQLite rolled the whole transaction back by itself (a full disk, an I/O error): the writes before
+            # this one are gone too, so none of the batch succeeded.
+            error = value if not succeeded else sqlite3.OperationalError("the transaction was rolled back")
+            return [(False, error)] * len(batch)
+        outcomes.append((succeeded, value))
+    try:
+        connection.execute("COMMIT")
+    except BaseException as error:  # nothing of the batch was kept: every caller hears it
+        _roll_back(connection)
+        return [(False, error)] * len(batch)
+    return outcomes
+
+
+def _run_in_savepoint(connection: sqlite3.Connection, work: Work) -> tuple[bool, Any]:
+    """Run one caller's write inside the batch's transaction; a failed write is undone alone."""
+    connection.execute("SAVEPOINT write")
+    try:
+        result = work(connection)
+    except BaseException as error:  # handed to its caller, whatever it is
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("ROLLBACK TO write")
+            connection.execute("RELEASE write")
+        return False, error
+    connection.execute("RELEASE write")
+    return True, result
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        # A full disk may refuse even the rollback; SQLite then rolls back by itself.
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("ROLLBACK")
 
 
 def _settle(future: asyncio.Future[Any], succeeded: bool, value: Any) -> None:

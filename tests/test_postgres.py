@@ -1,0 +1,197 @@
+"""PostgreSQL shared by several processes: limits exact across them, migrations safe when they start together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.models import GenerationOptions, Kind
+from bot.storage import StorageUnavailable
+from tests.postgres import databases_of_tests, fresh_database
+
+if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a skip
+    pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[test]')")
+
+from bot.storage.postgres import MIGRATIONS, PostgresStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROCESSES = 3
+
+
+def _run_together(url: str, argument_lists: list[list[str]]) -> list[dict[str, int]]:
+    """Start one worker process per argument list, let them all go at once, and return what each printed."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.postgres_worker", url, *arguments],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arguments in argument_lists
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None and worker.stderr is not None
+            if worker.stdout.readline().strip() != "ready":
+                worker.kill()
+                pytest.fail(f"a worker did not start: {worker.stderr.read()}")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+async def _counted(url: str, where: str = "TRUE") -> int:
+    store = await PostgresStore.open(url)
+    try:
+        rows = await store._fetch(f"SELECT COUNT(*) FROM generations WHERE {where}")
+        return int(rows[0][0])
+    finally:
+        await store.close()
+
+
+async def test_fifteen_reservations_from_three_processes_against_a_daily_limit_of_3_create_exactly_3() -> None:
+    async with fresh_database() as url:
+        await _counted(url)  # the schema, before the race
+        # One member of one server, five commands in each process, all at once.
+        requests = [["reserve", "--user-daily", "3", *["1:100"] * 5] for _ in range(PROCESSES)]
+        results = await asyncio.to_thread(_run_together, url, requests)
+        assert sum(result["created"] for result in results) == 3
+        assert sum(result["refused"] for result in results) == 12
+        assert await _counted(url, "guild_id = 1 AND requester_id = 100") == 3
+
+
+async def test_a_nearly_spent_global_daily_limit_gives_exactly_what_is_left_across_processes_and_servers() -> None:
+    async with fresh_database() as url:
+        store = await PostgresStore.open(url)
+        try:
+            for n in range(7):  # 7 of the operator's 10 videos of the day are made
+                await store.reserve(
+                    kind=Kind.GENERATE,
+                    guild_id=500 + n,
+                    channel_id=1,
+                    requester_id=1,
+                    options=GenerationOptions("earlier", "16:9", False),
+                    parent_api_id=None,
+                    now=1_800_000_000.0 - 60,
+                    model="legacy",
+                    counted_since=0.0,
+                    decide=None,
+                )
+        finally:
+            await store.close()
+        # Fifteen members of fifteen servers, five in each process, all at once.
+        requests = [
+            ["reserve", "--global-daily", "10", *[f"{guild}:{guild * 7}" for guild in range(p * 5 + 1, p * 5 + 6)]]
+            for p in range(PROCESSES)
+        ]
+        results = await asyncio.to_thread(_run_together, url, requests)
+        assert sum(result["created"] for result in results) == 3
+        assert await _counted(url) == 10
+
+
+async def test_three_processes_migrating_at_once_leave_one_schema_at_the_newest_version() -> None:
+    async with fresh_database() as url:
+        results = await asyncio.to_thread(_run_together, url, [["open"]] * PROCESSES)
+        assert [result["version"] for result in results] == [len(MIGRATIONS)] * PROCESSES
+        store = await PostgresStore.open(url)
+        try:
+            [[rows, version]] = await store._fetch("SELECT COUNT(*), MAX(version) FROM schema_version")
+            tables = await store._fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        finally:
+            await store.close()
+        assert (rows, version) == (1, len(MIGRATIONS))
+        assert [row[0] for row in tables] == [
+            "bot_leases",
+            "bot_meta",
+            "bot_processes",
+            "generations",
+            "guild_limits",
+            "guild_rule_entries",
+            "schema_version",
+        ]
+
+
+async def test_a_database_newer_than_the_bot_is_refused_not_changed() -> None:
+    async with fresh_database() as url:
+        store = await PostgresStore.open(url)
+        await store._write("UPDATE schema_version SET version = $1", len(MIGRATIONS) + 1)
+        await store.close()
+        with pytest.raises(RuntimeError, match="newer than this bot knows"):
+            await PostgresStore.open(url)
+
+
+async def test_each_test_database_is_dropped_afterwards() -> None:
+    async with fresh_database() as url:
+        name = url.rsplit("/", 1)[1]
+        assert name in await databases_of_tests()
+    assert name not in await databases_of_tests()
+
+
+_DROP_CONNECTIONS = """
+import asyncio, sys, asyncpg
+async def main():
+    admin = await asyncpg.connect(sys.argv[1])
+    print(await admin.fetchval(
+        "SELECT COUNT(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    await admin.close()
+asyncio.run(main())
+"""
+
+
+def _drop_connections_to(url: str) -> int:
+    """What a restart of the server does to the bot's open connections: each is closed by the server. Done from
+    another process while this one's event loop waits, so that the store meets its dead connections unawares, as
+    after a restart it did not see happen."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DROP_CONNECTIONS, url], capture_output=True, text=True, timeout=60, check=True
+    )
+    return int(done.stdout)
+
+
+async def test_connections_the_server_drops_are_replaced_and_a_write_that_meets_one_says_storage_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fresh_database() as url:
+        store = await PostgresStore.open(url)
+        try:
+            await store.set_meta("k", "before")
+            assert _drop_connections_to(url) >= 2
+            # A read meeting a dead connection is read again on a new one.
+            assert await store.get_meta("k") == "before"
+            assert _drop_connections_to(url) >= 2
+            outcomes = []
+            for attempt in range(3):
+                try:
+                    await store.set_meta("k", f"after {attempt}")
+                    outcomes.append("written")
+                except StorageUnavailable:
+                    outcomes.append("unavailable")
+            # At most the write that met a dead connection fails, plainly (it may have been done); the pool replaces
+            # the other dead ones before their next use.
+            assert outcomes[1:] == ["written", "written"]
+            assert await store.get_meta("k") == "after 2"
+            if outcomes[0] == "unavailable":
+                assert "The database cannot be written" in caplog.text
+        finally:
+            await store.close()
