@@ -51,7 +51,7 @@ def message_for_error(error: BaseException) -> str | None:
     if isinstance(error, VideoApiError):
         return error.user_message
     if isinstance(error, StorageUnavailable):
-        return "The bot can't save anything right now (its database can't be written), so nothing was changed."
+        return "The bot can't reach its database right now, so nothing was changed. Please try again in a few minutes."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works in servers, not in direct messages."
     if isinstance(error, app_commands.CommandOnCooldown):

@@ -20,6 +20,12 @@ CREATES = ("POST", "/luma-ai/generations")
 
 
 @pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
+@pytest.fixture
 def service(store: GenerationStore, api: LumaClient, clock: FakeClock) -> GenerationService:
     return GenerationService(store, api, clock=clock)
 

@@ -32,6 +32,12 @@ ALL = ("luma/ray-2", "luma/ray-3.2", "luma/ray-flash-2", "legacy")
 V2 = ("POST", "/v2/video/generations")
 
 
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
 @pytest.mark.parametrize(
     ("model", "options", "refusal"),
     [

@@ -30,6 +30,12 @@ CREATES = ("POST", "/luma-ai/generations")
 TIMEOUT = 3600.0
 
 
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
 class RecordingBoard:
     """The status messages, as the runner edits them."""
 

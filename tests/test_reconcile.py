@@ -26,6 +26,12 @@ FAILED_READ = [500] * 4
 
 
 @pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
+@pytest.fixture
 def service(store: GenerationStore, api: LumaClient, clock: FakeClock) -> GenerationService:
     return GenerationService(store, api, clock=clock, check_schedule=SCHEDULE)
 

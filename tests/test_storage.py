@@ -377,3 +377,29 @@ async def test_a_notice_is_claimed_once_per_interval(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_queue_s_counts_are_made_only_where_a_cap_needs_them(store: GenerationStore) -> None:
+    running = await _insert(store, guild=1, user=10, now=100.0)
+    await store.mark_submitted(running.id, ApiGeneration(id="api-1", state="pending"), 101.0)
+    await _insert(store, guild=2, user=20, now=102.0)  # in flight in another server
+    waiting = await store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=5,
+        requester_id=10,
+        options=GenerationOptions("waits", "1:1", False),
+        parent_api_id=None,
+        now=103.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=lambda usage: True,
+    )
+    assert waiting.state is State.QUEUED
+    everything = await store.queue_usage_now(1, 10, 0.0, 200.0)
+    assert (everything.everyone_running, everything.server_running) == (2, 1)
+    assert (everything.user_queued, everything.waiting_ready, everything.server_waiting_ready) == (1, 1, 1)
+    assert (everything.user_today, everything.server_today, everything.everyone_today) == (2, 2, 3)
+    uncapped = await store.queue_usage_now(1, 10, 0.0, 200.0, UsageCounts(False, False, False, False))
+    assert (uncapped.everyone_running, uncapped.server_running, uncapped.server_today) == (0, 0, 0)
+    assert (uncapped.user_queued, uncapped.user_today, uncapped.user_running) == (1, 2, 1)

@@ -23,6 +23,12 @@ LOOKUP = ("GET", "/luma-ai/generation")
 
 
 @pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
+@pytest.fixture
 def announcer() -> RecordingAnnouncer:
     return RecordingAnnouncer()
 
@@ -221,6 +227,8 @@ async def start_many(service: GenerationService, count: int) -> list[Generation]
     return [await service.generate(HERE, GenerationOptions(f"shot {n}")) for n in range(count)]
 
 
+# Watched through SQLite's own file: the tracker's restraint is the same on either backend.
+@pytest.mark.parametrize("any_store", ["sqlite"], indirect=True)
 async def test_a_cycle_where_nothing_changed_writes_nothing(
     service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -29,6 +29,12 @@ V2_LOOKUP = ("GET", "/v2/video/generations")
 LEGACY_CREATE = ("POST", "/luma-ai/generations")
 
 
+@pytest.fixture
+def store(any_store: GenerationStore) -> GenerationStore:
+    """These tests run on each backend."""
+    return any_store
+
+
 def make_router(simulator: RunningSimulator, session: aiohttp.ClientSession, model: str) -> VideoApiRouter:
     def make(kind: type[LumaClient] | type[RayClient]):  # type: ignore[no-untyped-def]
         return kind(session, simulator.base_url, Secret(SIM_KEY), retry=FAST_RETRY, read_timeout=1.0)

@@ -39,13 +39,15 @@ POOL_MAX_SIZE = 10
 # A server that does not answer a connection attempt, or one statement, for this long counts as unavailable.
 CONNECT_TIMEOUT_SECONDS = 10.0
 STATEMENT_TIMEOUT_SECONDS = 30.0
+# Migrating a large database, and copying one in, may take long; so may waiting for another process's migration.
+LONG_WORK_TIMEOUT_SECONDS = 3600.0
 
 # Keys of the advisory locks (64-bit numbers, the same in every process; they spell "lumamigr" and "lumaresv").
 MIGRATION_LOCK = 0x6C756D616D696772
 RESERVATION_LOCK = 0x6C756D6172657376
 
 # Each entry moves the schema one version up; the one row of schema_version records how far the database has come.
-# The first entry is the whole schema the SQLite store reached through its own migrations 1 to 7.
+# The first entry is the whole schema the SQLite store reached through its own migrations 1 to 7, the second its 8th.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE generations (
@@ -120,6 +122,13 @@ MIGRATIONS: tuple[str, ...] = (
         value    TEXT NOT NULL,
         PRIMARY KEY (guild_id, kind, value)
     );
+    """,
+    # A reservation counts a server's jobs in flight and a member's waiting ones through these.
+    """
+    DROP INDEX generations_active;
+    CREATE INDEX generations_in_flight_by_guild ON generations (guild_id)
+        WHERE state IN ('submitting', 'running', 'checking');
+    CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
     """,
     # Several processes share the work: each row in 'submitting' names the process that sent its create, periodic work
     # on a row is leased to one process until a time, the processes beat, and one-at-a-time jobs have leases.
@@ -274,17 +283,19 @@ async def _usage(
 
 
 async def _with_queue(
-    connection: asyncpg.Connection, usage: Usage, guild_id: int, requester_id: int, now: float
+    connection: asyncpg.Connection, usage: Usage, guild_id: int, requester_id: int, now: float, counts: UsageCounts
 ) -> Usage:
-    """The usage with what the running caps and the queue look at."""
-    mine = "state = 'queued' AND guild_id = $2 AND requester_id = $3"
-    ready = "state = 'queued' AND COALESCE(not_before, 0) <= $4"
+    """The usage with what the running caps and the queue look at. Each count reads its own partial index; the two
+    counts of jobs in flight read an entry per running job, so they are made only where a running cap needs them
+    (0 otherwise, as the SQLite store does)."""
+    count = "(SELECT COUNT(*) FROM generations WHERE {})".format
+    everyone = count(_IN_FLIGHT) if counts.everyone_running else "0"
+    server = count(f"guild_id = $1 AND {_IN_FLIGHT}") if counts.server_running else "0"
+    mine = "state = 'queued' AND guild_id = $1 AND requester_id = $2"
+    ready_here = "state = 'queued' AND guild_id = $1 AND COALESCE(not_before, 0) <= $3"
     row = await connection.fetchrow(
-        f"SELECT COUNT(*) FILTER (WHERE {_IN_FLIGHT}), COUNT(*) FILTER (WHERE {_IN_FLIGHT} AND guild_id = $1),"
-        f" COUNT(*) FILTER (WHERE {mine}), COUNT(*) FILTER (WHERE {mine} AND COALESCE(not_before, 0) <= $4),"
-        f" COUNT(*) FILTER (WHERE {ready} AND guild_id = $1)"
-        " FROM generations WHERE state IN ('submitting', 'running', 'checking', 'queued')",
-        guild_id,
+        f"SELECT {everyone}, {server}, {count(mine)}, {count(mine + ' AND COALESCE(not_before, 0) <= $3')},"
+        f" {count(ready_here)}",
         guild_id,
         requester_id,
         now,
@@ -295,7 +306,7 @@ async def _with_queue(
 async def _migrate(connection: asyncpg.Connection) -> None:
     """Bring the schema to the newest version. Several processes may start at once: each waits for the lock, and
     whoever comes after the first finds the schema current and changes nothing."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=LONG_WORK_TIMEOUT_SECONDS)
     try:
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -309,7 +320,7 @@ async def _migrate(connection: asyncpg.Connection) -> None:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             async with connection.transaction():
-                await connection.execute(script)
+                await connection.execute(script, timeout=LONG_WORK_TIMEOUT_SECONDS)
                 await connection.execute("UPDATE schema_version SET version = $1", number)
             log.info("Database migrated to schema version %d", number)
     finally:
@@ -368,11 +379,14 @@ class PostgresStore:
                 # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
                 await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
                 records = [tuple(row) for row in rows]
-                await connection.copy_records_to_table("incoming", records=records, columns=columns)
+                await connection.copy_records_to_table(
+                    "incoming", records=records, columns=columns, timeout=LONG_WORK_TIMEOUT_SECONDS
+                )
                 names = ", ".join(columns)
                 added = _changed(
                     await connection.execute(
-                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING"
+                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING",
+                        timeout=LONG_WORK_TIMEOUT_SECONDS,
                     )
                 )
                 if table == "generations":
@@ -859,7 +873,7 @@ class PostgresStore:
                     # serialises the same way.
                     await connection.execute("SELECT pg_advisory_xact_lock($1)", RESERVATION_LOCK)
                     usage = await _usage(connection, guild_id, requester_id, counted_since, counts)
-                    queued = decide(await _with_queue(connection, usage, guild_id, requester_id, now))
+                    queued = decide(await _with_queue(connection, usage, guild_id, requester_id, now, counts))
                 state = State.QUEUED if queued else State.SUBMITTING
                 row_id: int = await connection.fetchval(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
@@ -894,8 +908,9 @@ class PostgresStore:
         """A member's standing against the limits and the running caps, before anything is reserved."""
 
         async def read(connection: asyncpg.Connection) -> Usage:
-            usage = await _usage(connection, guild_id, requester_id, counted_since, counts or UsageCounts())
-            return await _with_queue(connection, usage, guild_id, requester_id, now)
+            wanted = counts or UsageCounts()
+            usage = await _usage(connection, guild_id, requester_id, counted_since, wanted)
+            return await _with_queue(connection, usage, guild_id, requester_id, now, wanted)
 
         return await self._read(read)
 
