@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,8 @@ from bot.generations import GenerationService, Origin
 from bot.models import Generation, GenerationOptions, Kind, State
 from bot.reconcile import CheckSchedule, Reconciler, _Candidate, match_in_order
 from bot.simulator import RunningSimulator
-from bot.storage import GenerationStore, SqliteStore
+from bot.storage import GenerationStore
+from bot.storage.shared import new_process_id
 from bot.tracker import Tracker
 from tests.conftest import FakeClock
 from tests.fakes import RecordingAnnouncer
@@ -211,13 +211,10 @@ async def test_a_restart_looks_for_a_cut_create_and_tells_the_requester_once(
     announcer: RecordingAnnouncer,
     clock: FakeClock,
     simulator: RunningSimulator,
-    tmp_path: Path,
 ) -> None:
     options = GenerationOptions("A bell rings at dawn")
-    # The first life (a process of its own on the same database): the row is written, the API accepts the create,
-    # the process dies before the answer is stored.
-    first_life = await SqliteStore.open(tmp_path / "data" / "bot.sqlite3")
-    cut = await first_life.insert_submitting(
+    # The first life: the row is written, the API accepts the create, the process dies before the answer is stored.
+    cut = await store.insert_submitting(
         kind=Kind.GENERATE,
         guild_id=1,
         channel_id=11,
@@ -227,8 +224,8 @@ async def test_a_restart_looks_for_a_cut_create_and_tells_the_requester_once(
         now=clock(),
     )
     made = await api.create(options)
-    await first_life.close()
-    # The second life.
+    # The second life: another process on the same database.
+    store.process_id = new_process_id()
     [recovered] = await service.recover_interrupted()
     assert recovered.state is State.CHECKING and recovered.notice_sent_at is None
     await tracker.run_once()

@@ -19,9 +19,10 @@ if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a sk
 
 from bot.storage.postgres import PostgresStore
 
-LONG = 60.0  # a lease that cannot run out during a test
-SHORT = 0.2  # one that runs out after a short sleep
-NOW = 1_800_000_000.0  # the processes' clock, which the database's own does not depend on
+NOW = 1_800_000_000.0  # the processes' clock (leases are timed by it, like every time the store keeps)
+SHORT = 10.0  # a lease that runs out by LATER
+LONG = 600.0  # one that does not
+LATER = NOW + 2 * SHORT
 
 
 @pytest.fixture
@@ -67,10 +68,11 @@ async def test_each_running_generation_is_leased_to_one_process_until_its_lease_
     each = [[row.id for row in rows] for rows in taken]
     assert sorted(row_id for rows in each for row_id in rows) == ids
     assert all(rows == sorted(rows) for rows in each)
-    await asyncio.sleep(SHORT * 2)
-    again = await b.lease_lookups(NOW, LONG)
+    # Nobody takes them again before the lease runs out, their holder included: one look-up per lease.
+    assert [await store.lease_lookups(NOW + SHORT / 2, SHORT) for store in processes] == [[], [], []]
+    again = await b.lease_lookups(LATER, LONG)
     assert [row.id for row in again] == ids
-    assert await a.lease_lookups(NOW, LONG) == [] and await c.lease_lookups(NOW, LONG) == []
+    assert await a.lease_lookups(LATER, LONG) == [] and await c.lease_lookups(LATER, LONG) == []
 
 
 async def test_a_lease_is_not_taken_again_before_it_runs_out(processes: list[PostgresStore]) -> None:
@@ -84,23 +86,24 @@ async def test_a_lease_is_not_taken_again_before_it_runs_out(processes: list[Pos
 async def test_a_finished_generation_is_announced_by_the_process_holding_its_lease(
     processes: list[PostgresStore],
 ) -> None:
-    a, b, c = processes
-    [row_id] = await _running(a, 1)
-    await a.apply_api_update(row_id, ApiGeneration(id="api-0", state="completed", video_url="https://v"), NOW)
+    [row_id] = await _running(processes[0], 1)
+    await processes[0].apply_api_update(
+        row_id, ApiGeneration(id="api-0", state="completed", video_url="https://v"), NOW
+    )
     leased = await asyncio.gather(*(store.lease_announcement(row_id, NOW, SHORT) for store in processes))
     holders = [index for index, generation in enumerate(leased) if generation is not None]
     assert len(holders) == 1
     holder = processes[holders[0]]
     assert await holder.lease_announcement(row_id, NOW, SHORT) is not None  # its own lease, renewed
-    await asyncio.sleep(SHORT * 2)
-    # The holder died (its lease ran out): another takes it over, and finds the attempt noted before it.
     await holder.claim_announcement(row_id, NOW)
-    other = b if holder is not b else c
-    taken = await other.lease_announcement(row_id, NOW, LONG)
+    others = [store for store in processes if store is not holder]
+    assert await others[0].lease_announcement(row_id, NOW + SHORT / 2, LONG) is None
+    # The holder died (its lease ran out): another takes it over, and finds the attempt noted before it.
+    taken = await others[0].lease_announcement(row_id, LATER, LONG)
     assert taken is not None and taken.announce_claimed_at is not None
-    assert await holder.lease_announcement(row_id, NOW, LONG) is None
-    await other.mark_announced(row_id, Delivery.CHANNEL, NOW)
-    assert await other.lease_announcement(row_id, NOW, LONG) is None  # announced: nothing to lease
+    assert await holder.lease_announcement(row_id, LATER, LONG) is None
+    await others[0].mark_announced(row_id, Delivery.CHANNEL, LATER)
+    assert await others[0].lease_announcement(row_id, LATER, LONG) is None  # announced: nothing to lease
 
 
 async def test_a_job_is_held_by_one_process_and_taken_over_when_its_lease_runs_out(
@@ -111,11 +114,11 @@ async def test_a_job_is_held_by_one_process_and_taken_over_when_its_lease_runs_o
     holder = processes[held.index(True)]
     assert await holder.hold_lease("reconcile", NOW, SHORT)  # renewed by its holder
     assert await holder.hold_lease("queue-board", NOW, LONG)  # each job on its own
-    await asyncio.sleep(SHORT * 2)
     others = [store for store in processes if store is not holder]
-    assert await others[0].hold_lease("reconcile", NOW, LONG)
-    assert not await holder.hold_lease("reconcile", NOW, LONG)
-    assert not await others[1].hold_lease("queue-board", NOW, LONG)
+    assert not await others[0].hold_lease("reconcile", NOW + SHORT / 2, LONG)
+    assert await others[0].hold_lease("reconcile", LATER, LONG)
+    assert not await holder.hold_lease("reconcile", LATER, LONG)
+    assert not await others[1].hold_lease("queue-board", LATER, LONG)
 
 
 async def test_creates_in_flight_are_taken_over_only_from_a_process_that_is_gone(
@@ -126,16 +129,17 @@ async def test_creates_in_flight_are_taken_over_only_from_a_process_that_is_gone
         await store.beat(NOW)
     in_flight = await _submitting(a, "a's create, waiting for its answer")
     # Another process starting (its recovery) or running reconciliation leaves a live process's create alone.
-    assert await b.take_over_submissions(NOW, 15.0) == []
-    await asyncio.sleep(SHORT * 2)
-    await b.beat(NOW)
-    await c.beat(NOW)
+    assert await b.take_over_submissions(NOW + SHORT / 2, SHORT) == []
+    await a.beat(NOW + SHORT / 2)
+    assert await c.take_over_submissions(NOW + SHORT, SHORT) == []  # a is beating
+    await b.beat(LATER)
+    await c.beat(LATER)
     # a stopped beating: once its heartbeat is older than the bound, one process takes its creates, once.
-    taken = await asyncio.gather(b.take_over_submissions(NOW, SHORT), c.take_over_submissions(NOW, SHORT))
+    taken = await asyncio.gather(b.take_over_submissions(LATER, SHORT), c.take_over_submissions(LATER, SHORT))
     assert sorted(len(rows) for rows in taken) == [0, 1]
     [row] = [rows[0] for rows in taken if rows]
     assert row.id == in_flight.id
-    assert await b.take_over_submissions(NOW, SHORT) == [] and await c.take_over_submissions(NOW, SHORT) == []
+    assert await b.take_over_submissions(LATER, SHORT) == [] and await c.take_over_submissions(LATER, SHORT) == []
 
 
 async def test_a_process_that_stops_hands_its_leases_back_at_once(processes: list[PostgresStore]) -> None:
@@ -156,6 +160,5 @@ async def test_a_notice_is_given_once_per_interval_across_processes(processes: l
     claimed = await asyncio.gather(*(store.claim_notice("low-balance", NOW, SHORT) for store in processes))
     assert sorted(claimed) == [False, False, True]
     assert not any([await store.claim_notice("low-balance", NOW, LONG) for store in processes])
-    await asyncio.sleep(SHORT * 2)
-    claimed = await asyncio.gather(*(store.claim_notice("low-balance", NOW, SHORT) for store in processes))
+    claimed = await asyncio.gather(*(store.claim_notice("low-balance", LATER, SHORT) for store in processes))
     assert sorted(claimed) == [False, False, True]

@@ -181,9 +181,6 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (
 # report a failure, which Luma does not charge.
 _COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'expired')"
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
-# Leases and heartbeats are timed by the database server's clock, which every process shares, so that the clocks of
-# the processes' hosts never decide who holds what.
-_DB_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
 _UNANNOUNCED = "announced_at IS NULL AND finished_at IS NOT NULL"
 # A process whose heartbeat is older than this is forgotten (its work was taken over long before).
 FORGET_PROCESSES_AFTER_SECONDS = 86_400.0
@@ -1128,19 +1125,21 @@ class PostgresStore:
         )
 
     # --- sharing the work between processes ---------------------------------------------------------------
-    # `now` is not used here: what decides who holds what is the database server's clock (see _DB_NOW).
+    # Leases and heartbeats are timed by the processes' clocks, like every time the store keeps: hosts that share a
+    # database keep their clocks in step (NTP); a skew of a second moves a lease's end by as much, nothing more.
 
     async def beat(self, now: float) -> None:
         """Note that this process is alive (and forget processes long gone)."""
 
         async def beat(connection: asyncpg.Connection) -> None:
             await connection.execute(
-                f"INSERT INTO bot_processes (process_id, started_at, beat_at) VALUES ($1, {_DB_NOW}, {_DB_NOW})"
+                "INSERT INTO bot_processes (process_id, started_at, beat_at) VALUES ($1, $2, $2)"
                 " ON CONFLICT (process_id) DO UPDATE SET beat_at = excluded.beat_at",
                 self.process_id,
+                now,
             )
             await connection.execute(
-                f"DELETE FROM bot_processes WHERE beat_at < {_DB_NOW} - $1", FORGET_PROCESSES_AFTER_SECONDS
+                "DELETE FROM bot_processes WHERE beat_at < $1", now - FORGET_PROCESSES_AFTER_SECONDS
             )
 
         await self._run_write(beat)
@@ -1152,11 +1151,12 @@ class PostgresStore:
             lambda connection: connection.fetch(
                 f"WITH due AS (SELECT id AS due_id FROM generations"
                 f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL"
-                f" AND (lease_until IS NULL OR lease_until <= {_DB_NOW}) ORDER BY id FOR UPDATE SKIP LOCKED)"
-                f" UPDATE generations SET lease_owner = $1, lease_until = {_DB_NOW} + $2 FROM due"
-                f" WHERE id = due_id RETURNING id, api_id, api_state, COALESCE(submitted_at, created_at)",
+                " AND (lease_until IS NULL OR lease_until <= $3) ORDER BY id FOR UPDATE SKIP LOCKED)"
+                " UPDATE generations SET lease_owner = $1, lease_until = $2 FROM due"
+                " WHERE id = due_id RETURNING id, api_id, api_state, COALESCE(submitted_at, created_at)",
                 self.process_id,
-                lease_seconds,
+                now + lease_seconds,
+                now,
             )
         )
         return sorted(TrackedGeneration._make(row) for row in rows)
@@ -1165,12 +1165,13 @@ class PostgresStore:
         row = await self._run_write(
             lambda connection: connection.fetchrow(
                 f"WITH target AS (SELECT id AS target_id FROM generations WHERE id = $1 AND {_UNANNOUNCED}"
-                f" AND (lease_until IS NULL OR lease_until <= {_DB_NOW} OR lease_owner = $2) FOR UPDATE SKIP LOCKED)"
-                f" UPDATE generations SET lease_owner = $2, lease_until = {_DB_NOW} + $3 FROM target"
+                " AND (lease_until IS NULL OR lease_until <= $4 OR lease_owner = $2) FOR UPDATE SKIP LOCKED)"
+                " UPDATE generations SET lease_owner = $2, lease_until = $3 FROM target"
                 f" WHERE id = target_id RETURNING {_COLUMNS}",
                 row_id,
                 self.process_id,
-                lease_seconds,
+                now + lease_seconds,
+                now,
             )
         )
         return generation_from_row(row) if row else None
@@ -1178,12 +1179,13 @@ class PostgresStore:
     async def hold_lease(self, name: str, now: float, lease_seconds: float) -> bool:
         row = await self._run_write(
             lambda connection: connection.fetchrow(
-                f"INSERT INTO bot_leases (name, owner, until) VALUES ($1, $2, {_DB_NOW} + $3)"
+                "INSERT INTO bot_leases (name, owner, until) VALUES ($1, $2, $3)"
                 " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until"
-                f" WHERE bot_leases.owner = excluded.owner OR bot_leases.until <= {_DB_NOW} RETURNING owner",
+                " WHERE bot_leases.owner = excluded.owner OR bot_leases.until <= $4 RETURNING owner",
                 name,
                 self.process_id,
-                lease_seconds,
+                now + lease_seconds,
+                now,
             )
         )
         return row is not None
@@ -1196,10 +1198,10 @@ class PostgresStore:
             lambda connection: connection.fetch(
                 f"UPDATE generations SET owner = $1 WHERE {_IN_FLIGHT} AND state = 'submitting'"
                 " AND (owner IS NULL OR (owner <> $1 AND NOT EXISTS (SELECT 1 FROM bot_processes"
-                f" WHERE process_id = generations.owner AND beat_at > {_DB_NOW} - $2)))"
+                " WHERE process_id = generations.owner AND beat_at > $2)))"
                 f" RETURNING {_COLUMNS}",
                 self.process_id,
-                gone_after,
+                now - gone_after,
             )
         )
         return sorted((generation_from_row(row) for row in rows), key=lambda generation: generation.id)
@@ -1207,11 +1209,11 @@ class PostgresStore:
     async def claim_notice(self, key: str, now: float, interval: float) -> bool:
         return bool(
             await self._write(
-                f"INSERT INTO bot_meta (key, value) VALUES ($1, ({_DB_NOW})::TEXT)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                f" WHERE bot_meta.value::DOUBLE PRECISION <= {_DB_NOW} - $2",
+                "INSERT INTO bot_meta (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE bot_meta.value::DOUBLE PRECISION <= $3",
                 f"notice:{key}",
-                interval,
+                repr(now),
+                now - interval,
             )
         )
 
