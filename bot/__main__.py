@@ -25,6 +25,7 @@ from .balance import BalanceService
 from .catalogue import label_of
 from .config import ConfigError, Settings, load_settings
 from .health import Heartbeat, HeartbeatWriter, heartbeat_path, tracker_stale_after
+from .kept_video import VideoDownloader
 from .metrics import BotMetrics, MetricsServer
 from .startup import ReconnectLineFilter, forget_http_session, reach_discord
 from .storage import DatabaseUnusable, open_store
@@ -92,12 +93,16 @@ async def run(settings: Settings) -> int:
         return EXIT_CONFIG_ERROR
     metrics = BotMetrics() if settings.metrics_port is not None else None
     try:
-        async with aiohttp.ClientSession(trace_configs=[metrics.api_trace()] if metrics else None) as session:
+        async with (
+            aiohttp.ClientSession(trace_configs=[metrics.api_trace()] if metrics else None) as session,
+            # Video files come from the provider's CDN, not the API: a session of their own, outside the API's metrics.
+            aiohttp.ClientSession() as downloads,
+        ):
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
             current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
             api = VideoApiRouter(legacy, current, settings.luma_models)
             balance = BalanceService(api, low_warning=settings.low_balance_warning, notices=store)
-            bot = VideoBot(settings, store, api, balance, metrics)
+            bot = VideoBot(settings, store, api, balance, metrics, VideoDownloader(downloads))
             return await serve(settings, bot, metrics)
     finally:
         await store.close()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 import aiohttp
 import discord
 
+from .kept_video import KeptVideo, VideoKeeper
 from .messages import announcement
 from .models import Delivery, Generation, State
+from .pacing import ANNOUNCEMENTS_PER_SECOND, Pace
 
 log = logging.getLogger(__name__)
 
 # How far back in a channel an earlier announcement is looked for after a restart.
 HISTORY_SEARCH_LIMIT = 200
+# Discord's answers that refuse a part of a message for good: no permission (to attach files, or to read the history a
+# reply needs), or a file over the upload limit. The message goes again without that part.
+_PART_REFUSED = (403, 413)
 
 
 def announcement_nonce(generation: Generation) -> str:
@@ -40,12 +47,24 @@ def _is_passing(error: BaseException) -> bool:
 
 
 class DiscordAnnouncer:
-    """Posts the outcome of a generation where it was asked for, or by DM when the channel is closed."""
+    """Posts the outcome of a generation where it was asked for, or by DM when the channel is closed; where the server
+    keeps videos, the post carries the video file itself."""
 
-    def __init__(self, client: discord.Client) -> None:
+    def __init__(self, client: discord.Client, keeper: VideoKeeper | None = None, pace: Pace | None = None) -> None:
         self._client = client
+        self._keeper = keeper
+        # Many videos ending at once must not take the bot past Discord's global limit.
+        self._pace = pace or Pace(ANNOUNCEMENTS_PER_SECOND)
 
     async def announce(self, generation: Generation) -> Delivery | None:
+        kept = await self._keeper.file_for(generation) if self._keeper is not None else None
+        try:
+            return await self._announce(generation, kept)
+        finally:
+            if kept is not None:
+                kept.close()
+
+    async def _announce(self, generation: Generation, kept: KeptVideo | None) -> Delivery | None:
         channel = self._client.get_partial_messageable(generation.channel_id, guild_id=generation.guild_id)
         reference = None
         if generation.status_message_id is not None:
@@ -56,13 +75,7 @@ class DiscordAnnouncer:
                 fail_if_not_exists=False,
             )
         try:
-            try:
-                await self._post(channel, generation, reference)
-            except discord.Forbidden:
-                if reference is None:
-                    raise
-                # Replying needs Read Message History; a plain message may still be allowed.
-                await self._post(channel, generation, None)
+            await self._post_as_allowed(channel, generation, reference, kept)
             return Delivery.CHANNEL
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
             if _is_passing(error):
@@ -76,22 +89,60 @@ class DiscordAnnouncer:
             )
         return await self._direct_message(generation)
 
+    async def _post_as_allowed(
+        self,
+        channel: discord.PartialMessageable,
+        generation: Generation,
+        reference: discord.MessageReference | None,
+        kept: KeptVideo | None,
+    ) -> None:
+        """Post with the video file and as a reply; each part Discord refuses for good is dropped in turn (the file
+        first, then the reply), so that the announcement itself gets through. A refused post made no message, so
+        the next one, with the same nonce, is not a repeat."""
+        ways: list[tuple[discord.MessageReference | None, KeptVideo | None]] = [(reference, kept)]
+        if kept is not None and reference is not None:
+            ways.append((reference, None))
+        if kept is not None or reference is not None:
+            ways.append((None, None))
+        for number, (replying_to, file) in enumerate(ways, start=1):
+            try:
+                await self._post(channel, generation, replying_to, file)
+                return
+            except discord.HTTPException as error:
+                if error.status not in _PART_REFUSED or number == len(ways):
+                    raise
+                dropped = "the video file" if file is not None else "the reply"
+                log.info(
+                    "Discord refused row %d's announcement (%s): posting it without %s", generation.id, error, dropped
+                )
+
     async def _post(
         self,
         channel: discord.PartialMessageable,
         generation: Generation,
         reference: discord.MessageReference | None,
+        kept: KeptVideo | None,
     ) -> None:
+        content = announcement(generation)
+        files: list[discord.File] = discord.utils.MISSING
+        if kept is not None:
+            files = [discord.File(cast(io.BufferedIOBase, kept.file), filename=kept.filename)]
+            if generation.video_url:
+                # The file plays inline; the provider's link stays in the words, without a second player.
+                content = content.replace(generation.video_url, f"<{generation.video_url}>")
+        await self._pace.turn()
         await channel.send(
-            announcement(generation),
+            content,
             reference=reference,  # type: ignore[arg-type]
             allowed_mentions=requester_only(generation),
             nonce=announcement_nonce(generation),
+            files=files,
         )
 
     async def _direct_message(self, generation: Generation) -> Delivery | None:
         try:
             dm = await self._client.create_dm(discord.Object(generation.requester_id))
+            await self._pace.turn()
             await dm.send(
                 announcement(generation, by_direct_message=True),
                 allowed_mentions=requester_only(generation),

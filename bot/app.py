@@ -15,25 +15,37 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from . import discord_limits
 from .announcer import DiscordAnnouncer
 from .api_client import VideoApiError
 from .balance import BalanceService
 from .config import Settings
 from .errors import UserFacingError
 from .generations import GenerationService, VideoApi
+from .history import HistoryService
+from .kept_video import VideoDownloader, VideoKeeper
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
+from .progress import ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .sharing import QUEUE_BOARD_JOB, lease_holder
 from .startup import silence_voice_warnings
+from .status_messages import DiscordStatusEditor
 from .storage import GenerationStore, StorageUnavailable
 from .tracker import Announcer, Tracker
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generation", "cogs.transforms", "cogs.moderation", "cogs.queue")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.generation",
+    "cogs.transforms",
+    "cogs.moderation",
+    "cogs.queue",
+    "cogs.history",
+    "cogs.help",
+)
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
 SHUTDOWN_GRACE_SECONDS = 2.5
@@ -67,6 +79,7 @@ def message_for_error(error: BaseException) -> str | None:
 
 async def answer_privately(interaction: discord.Interaction, message: str) -> None:
     """Send an ephemeral answer whether or not the interaction was acknowledged already."""
+    message = discord_limits.content(message)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)
@@ -122,6 +135,7 @@ class VideoBot(commands.AutoShardedBot):
         api: VideoApi,
         balance: BalanceService | None = None,
         metrics: BotMetrics | None = None,
+        downloader: VideoDownloader | None = None,
     ) -> None:
         silence_voice_warnings()
         # Timings and 429s of discord.py's own requests, when metrics are on; the shards of this process, if named.
@@ -138,6 +152,9 @@ class VideoBot(commands.AutoShardedBot):
             # Nothing the bot says may ping anyone unless a message says so itself (announcements allow the
             # requester only), whatever a prompt contains.
             allowed_mentions=discord.AllowedMentions.none(),
+            # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
             shard_count=settings.shard_count,
             **options,
         )
@@ -165,17 +182,23 @@ class VideoBot(commands.AutoShardedBot):
             models=ModelChoice(settings.luma_models),
             max_running=settings.max_running_generations,
         )
-        # The board that edits waiting jobs' status messages is set by cogs.queue.
+        self.history = HistoryService(store, self.moderation.rules)
+        # Status messages are edited at the board's pace; the buttons they carry are set by cogs.queue.
+        self.status_editor = DiscordStatusEditor(self)
+        self.progress = ProgressBoard(store, self.status_editor)
         self.queue_runner = QueueRunner(
             store,
             self.generations,
             self.moderation.rules,
             max_running=settings.max_running_generations,
             timeout_seconds=settings.queue_timeout_seconds,
+            board=QueuePlaces(self.progress),
+            edit_interval=0.0,  # the board paces the edits
             shows_positions=lease_holder(store, QUEUE_BOARD_JOB, settings.poll_interval_seconds),
         )
         self.generations.wake_queue = self.queue_runner.wake
-        self.announcer = DiscordAnnouncer(self)
+        keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
+        self.announcer = DiscordAnnouncer(self, keeper)
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,
@@ -186,8 +209,12 @@ class VideoBot(commands.AutoShardedBot):
             balance=balance,
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
+            progress=self.progress,
             recover=self.generations.recover_interrupted,
         )
+
+    async def _keeps_videos(self, guild_id: int) -> bool:
+        return (await self.moderation.rules(guild_id)).keep_videos
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -201,6 +228,7 @@ class VideoBot(commands.AutoShardedBot):
             await self.sync_commands()
         else:
             log.info("Slash commands are synced by the process that runs shard 0")
+        self.progress.start()
         self.tracker.start()
 
     async def close(self) -> None:
@@ -211,6 +239,12 @@ class VideoBot(commands.AutoShardedBot):
         # The queue runner first: a pass it is in the middle of must not be cut between a claim and its send.
         await self.queue_runner.stop()
         await self.tracker.stop()
+        # Edits not sent are lost with the process; endings among them are shown after the restart.
+        await self.progress.stop()
+        if not isinstance(self.loop, asyncio.AbstractEventLoop):
+            # Built but never started (neither entered nor logged in, as where its commands are read): nothing is
+            # connected, and discord.py's sharded close needs what starting sets up.
+            return
         await super().close()
 
     def commands_digest(self) -> str:

@@ -27,7 +27,7 @@ from .models import (
     State,
 )
 from .moderation import ModerationService
-from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt
+from .prompts import clean_aspect_ratio, clean_generation_id, clean_prompt, is_short_id
 from .queue import positions
 from .quota import (
     Admission,
@@ -51,6 +51,8 @@ from .video_api import ModelStatus
 log = logging.getLogger(__name__)
 
 HISTORY_SIZE = 10
+# Discord shows at most 25 autocomplete choices.
+SUGGESTIONS = 25
 RESTARTING = "The bot is restarting. Nothing was sent; please try again in a minute."
 STORAGE_DOWN = (
     "The bot can't take new videos right now: its database can't be written. Nothing was sent or charged. "
@@ -128,6 +130,8 @@ class Origin:
     channel_parent_id: int | None = None
     # Manage Server: moderators may always build on anyone's video.
     is_moderator: bool = False
+    # The largest file Discord accepts in that channel (the interaction's attachment_size_limit), when known.
+    upload_limit: int | None = None
 
     @property
     def member(self) -> Member:
@@ -353,12 +357,26 @@ class GenerationService:
         return self.prepare(options), source
 
     async def find(self, guild_id: int, reference: str) -> Generation:
-        """The generation of this server with that id; another server's is 'not found', never shown."""
+        """The generation of this server with that id (or its first 8 characters); another server's is 'not found',
+        never shown."""
+        if is_short_id(reference):
+            return await self._find_short(guild_id, reference.strip())
         generation_id = clean_generation_id(reference)
         generation = await self._store.get_by_api_id(generation_id)
         if generation is None or generation.guild_id != guild_id:
             raise not_found(generation_id)
         return generation
+
+    async def _find_short(self, guild_id: int, short_id: str) -> Generation:
+        matches = await self._store.find_by_short_id(guild_id, short_id.lower())
+        if not matches:
+            raise not_found(short_id)
+        if len(matches) > 1:
+            raise UserFacingError(
+                f"More than one video of this server has an id starting with `{short_id}`: give the whole id "
+                "(the command's suggestions offer it)."
+            )
+        return matches[0]
 
     async def refresh(self, generation: Generation) -> Generation:
         """The generation with its state fetched fresh from the API (the stored row is updated).
@@ -379,15 +397,32 @@ class GenerationService:
         """A member's latest generations in this server, newest first."""
         return await self._store.recent_for_member(guild_id, user_id, HISTORY_SIZE)
 
-    async def suggest(self, guild_id: int, text: str) -> list[Generation]:
-        """Generations of this server matching typed text, for autocomplete."""
-        return await self._store.search_references(guild_id, text.strip())
+    async def suggest(self, origin: Origin, text: str, *, finished_only: bool) -> list[Generation]:
+        """Autocomplete for an id: the caller's own generations in this server matching what was typed, newest
+        first; once something is typed, other members' too where the caller may use them (any for /status; to
+        build on, as the server's sharing setting says). `finished_only`: completed videos only."""
+        text = text.strip()
+        own = await self._store.search_references(
+            origin.guild_id, text, SUGGESTIONS, requester_id=origin.user_id, finished_only=finished_only
+        )
+        if not text or len(own) >= SUGGESTIONS:
+            return own
+        if finished_only and not origin.is_moderator:
+            rules = await self._moderation.rules(origin.guild_id)
+            if not rules.members_share_videos:
+                return own
+        found = await self._store.search_references(origin.guild_id, text, SUGGESTIONS, finished_only=finished_only)
+        return own + [generation for generation in found if generation.requester_id != origin.user_id]
 
     async def find_job(self, guild_id: int, reference: str) -> Generation:
         """A generation of this server by its id, or a job by its `#number` (a waiting job has no id yet)."""
         text = reference.strip()
         if not _ROW_REFERENCE.match(text):
             return await self.find(guild_id, text)
+        if is_short_id(text):
+            # Eight digits: the start of an id, or else a job's number.
+            with contextlib.suppress(UserFacingError):
+                return await self._find_short(guild_id, text)
         job = await self._store.get(int(text.lstrip("#")))
         if job is None or job.guild_id != guild_id:
             raise not_found(text)
@@ -503,6 +538,7 @@ class GenerationService:
                 decide=decide if self._counts_needed(rules, origin.member) else None,
                 limits_exempt=exempt,
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily, self.max_running),
+                upload_limit=origin.upload_limit,
             )
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error

@@ -211,6 +211,9 @@ class Generation:
     queue_attempts: int = 0
     not_before: float | None = None
     limits_exempt: bool = False
+    # The largest file Discord accepted in the channel when the video was asked for (the interaction's
+    # attachment_size_limit); None where it was not known.
+    upload_limit: int | None = None
 
     @property
     def display_state(self) -> str:

@@ -157,6 +157,14 @@ class ModerationService:
         self._changed(guild_id)
         return await self.rules(guild_id)
 
+    async def set_keep_videos(self, guild_id: int, keep: object) -> GuildRules:
+        """Whether announcements carry the video file itself (when it fits the upload limit), not only its link."""
+        if not isinstance(keep, bool):
+            raise UserFacingError("`upload` must be true or false.")
+        await self._store.set_keep_videos(guild_id, keep, self._clock())
+        self._changed(guild_id)
+        return await self.rules(guild_id)
+
     async def add(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
         """Add to a server's list; False when it was already there. Lists are capped to stay readable."""
         value = self._entry_value(kind, value)

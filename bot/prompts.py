@@ -63,16 +63,25 @@ def clean_prompt(raw: str) -> str:
     return prompt
 
 
+# The start of a generation's id, as lists show it.
+_SHORT_ID = re.compile(r"^[0-9a-fA-F]{8}$")
+
+
+def is_short_id(text: str) -> bool:
+    """Whether `text` is a short id: the first 8 characters of a generation's id, as lists show them."""
+    return bool(_SHORT_ID.match(text.strip()))
+
+
 def clean_generation_id(raw: str) -> str:
     """A generation id as the API gives it; raises UserFacingError when it can't be one."""
     text = raw.strip()
     if not _GENERATION_ID.match(text):
         shown = text[:40].replace("`", "'")
         raise UserFacingError(
-            f"`{shown}` is not a generation id. Ids look like `a4a8f1ff-e59b-4969-abcb-98b3e16f003e`; "
-            "`/status` without an id lists yours."
+            f"`{shown}` is not a generation id. Ids look like `a4a8f1ff-e59b-4969-abcb-98b3e16f003e`, or its "
+            "first 8 characters `a4a8f1ff`; `/history` lists yours."
             if shown
-            else "Please give a generation id; `/status` without an id lists yours."
+            else "Please give a generation id; `/history` lists yours."
         )
     return text
 

@@ -45,6 +45,8 @@ class GuildRules:
     members_share_videos: bool = True
     # The enabled models this server may use; empty: all of them.
     allowed_models: frozenset[str] = frozenset()
+    # Whether announcements carry the video file itself (when it fits the upload limit), not only its link.
+    keep_videos: bool = False
 
 
 @dataclass(frozen=True)

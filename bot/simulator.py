@@ -95,6 +95,11 @@ class SimulatorConfig:
     public_base_url: str | None = None
     # A round trip added to every API request, as a distant API has (the benchmark uses it to show concurrency).
     latency_seconds: float = 0.0
+    # The video files behind the links: their size, how long sending one takes, and the type they are served as
+    # (a bot that keeps videos must cope with a big, a slow and a wrong one).
+    video_bytes: int = 4096
+    video_seconds: float = 0.0
+    video_content_type: str = "video/mp4"
 
 
 @dataclass
@@ -719,13 +724,39 @@ async def billing_v2(request: web.Request) -> web.Response:
     )
 
 
-async def serve_video_file(request: web.Request) -> web.Response:
+def mp4_body(size: int) -> bytes:
+    """An MP4 file of `size` bytes (at least its 24-byte header): an `ftyp` box, then a `free` box of padding."""
+    padding = max(0, size - len(_MP4_BYTES))
+    if 0 < padding < 8:
+        padding = 8  # a box needs its own 8-byte header
+    free = struct.pack(">I4s", padding, b"free") + bytes(max(0, padding - 8)) if padding else b""
+    return _MP4_BYTES + free
+
+
+async def serve_video_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name.endswith(".mp4"):
-        return web.Response(body=_MP4_BYTES, content_type="video/mp4")
+        return await _send_video(request)
     if name.endswith((".jpg", ".jpeg")):
         return web.Response(body=_JPEG_BYTES, content_type="image/jpeg")
     return _error(request, 404)
+
+
+async def _send_video(request: web.Request) -> web.StreamResponse:
+    """The video in eight pieces spread over `video_seconds`, with its length announced, as a CDN sends it."""
+    config = request.app[CONFIG_KEY]
+    body = mp4_body(config.video_bytes)
+    response = web.StreamResponse(headers={"Content-Type": config.video_content_type})
+    response.content_length = len(body)
+    await response.prepare(request)
+    pieces = 8
+    step = -(-len(body) // pieces)
+    for start in range(0, len(body), step):
+        if config.video_seconds > 0:
+            await asyncio.sleep(config.video_seconds / pieces)
+        await response.write(body[start : start + step])
+    await response.write_eof()
+    return response
 
 
 # ---------------------------------------------------------------- control endpoints (/_sim)
@@ -741,6 +772,9 @@ _LIVE_CONFIG_FIELDS: dict[str, type] = {
     "cost_per_video": int,
     "legacy_enabled": bool,
     "fail_marker": str,
+    "video_bytes": int,
+    "video_seconds": float,
+    "video_content_type": str,
 }
 
 
@@ -973,6 +1007,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="MODEL",
         help="answer 404 to creates and look-ups of this /v2 model, as if retired (repeatable; default: none)",
     )
+    parser.add_argument("--video-bytes", type=int, default=4096, help="size of the MP4 file served at each video link")
+    parser.add_argument(
+        "--video-seconds", type=float, default=0.0, help="how long sending one video file takes (a slow provider)"
+    )
+    parser.add_argument(
+        "--video-content-type", default="video/mp4", help="the Content-Type video files are served with"
+    )
     parser.add_argument(
         "--public-base-url",
         default=None,
@@ -1031,6 +1072,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         balance=args.balance,
         cost_per_video=args.cost_per_video,
         public_base_url=args.public_base_url,
+        video_bytes=args.video_bytes,
+        video_seconds=args.video_seconds,
+        video_content_type=args.video_content_type,
     )
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_serve(config, args.host, args.port))

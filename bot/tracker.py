@@ -21,7 +21,8 @@ from typing import Protocol
 from .api_client import LOOKUP_BATCH_SIZE, VideoApiError
 from .balance import BalanceService
 from .generations import VideoApi
-from .models import ApiGeneration, Delivery, Generation
+from .models import ApiGeneration, Delivery, Generation, State
+from .progress import ProgressBoard, StatusView, ending
 from .queue import QueueRunner
 from .reconcile import Reconciler
 from .sharing import ANNOUNCE_LEASE_SECONDS, BEAT_INTERVAL_SECONDS, RECONCILE_JOB, job_lease, lookup_lease
@@ -65,11 +66,13 @@ class Tracker:
         lookup_concurrency: int = LOOKUP_CONCURRENCY,
         reconciler: Reconciler | None = None,
         queue: QueueRunner | None = None,
+        progress: ProgressBoard | None = None,
         recover: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`recover` takes over creates that processes now gone left in flight (reconciliation's part)."""
         self._recover = recover
         self._queue = queue
+        self._progress = progress
         self._balance = balance
         self._reconciler = reconciler
         self._store = store
@@ -123,6 +126,7 @@ class Tracker:
         for generation in await self._store.checking():
             if generation.notice_sent_at is None and await self._announcer.announce(generation) is not None:
                 await self._store.mark_notice_sent(generation.id, self._clock())
+                self._show(generation)
 
     async def _every_interval(self, step: Callable[[], Awaitable[None]], interval: float | None = None) -> None:
         """Run `step` once per poll interval (or `interval`), counted from the start of each run; a slow run is
@@ -147,9 +151,10 @@ class Tracker:
         await _each((self._run_queue, self._shared_jobs, self._watch_balance))
 
     async def _shared_jobs(self) -> None:
-        """Reconciliation: done by one process at a time, the one holding its lease."""
+        """Done by one process at a time, the one holding their lease: reconciliation, and the sweep of the endings
+        that no status message shows yet."""
         if await self._store.hold_lease(RECONCILE_JOB, self._clock(), job_lease(self._poll_interval)):
-            await _each((self._take_over, self._reconcile, self.notify_checking))
+            await _each((self._take_over, self._reconcile, self.notify_checking, self._sweep_endings))
 
     async def _take_over(self) -> None:
         if self._recover is not None:
@@ -158,6 +163,10 @@ class Tracker:
     async def beat(self) -> None:
         """Note in the database that this process is alive."""
         await self._store.beat(self._clock())
+
+    async def _sweep_endings(self) -> None:
+        if self._progress is not None:
+            await self._progress.sweep()
 
     async def _watch_balance(self) -> None:
         if self._balance is not None:
@@ -200,6 +209,7 @@ class Tracker:
         try:
             found = await self._look_up(batch)
             finished = await self._record(batch, found)
+            self._show_progress(batch, found, finished)
         except StorageUnavailable:
             return  # named in the log once a minute by the store; looked up again next cycle
         except Exception:
@@ -236,6 +246,37 @@ class Tracker:
                 log.info("Generation %s timed out after %.0f minutes", generation.api_id, self._timeout_seconds / 60)
                 timed_out.append(generation.id)
         return await self._store.record_lookups(updates, timed_out, self._timeout_reason(), now)
+
+    def _show_progress(
+        self, batch: Sequence[TrackedGeneration], found: dict[str, ApiGeneration], finished: Sequence[int]
+    ) -> None:
+        """Hand what the look-ups said to the status messages: each job's API state and wait estimate, or its end.
+        The board sends only what a member would see change."""
+        if self._progress is None:
+            return
+        now = self._clock()
+        ended = set(finished)
+        for generation in batch:
+            message_id = generation.status_message_id
+            if message_id is None:
+                continue
+            fresh = found.get(generation.api_id)
+            if generation.id in ended:
+                if fresh is not None and fresh.is_final:
+                    state = State.COMPLETED if fresh.is_completed else State.FAILED
+                else:
+                    state = State.TIMED_OUT
+                self._progress.note_row(generation.id, generation.channel_id, message_id, ending(state), final=True)
+                continue
+            if fresh is None:
+                continue
+            wait = fresh.estimate_wait_seconds
+            view = StatusView(stage=fresh.state, ready_at=None if wait is None else now + wait)
+            self._progress.note_row(generation.id, generation.channel_id, message_id, view)
+
+    def _show(self, generation: Generation) -> None:
+        if self._progress is not None:
+            self._progress.note(generation)
 
     def _timeout_reason(self) -> str:
         minutes = self._timeout_seconds / 60
@@ -316,6 +357,8 @@ class Tracker:
         delivery = await self._announcer.announce(generation)
         if delivery is not None:
             await self._store.mark_announced(generation.id, delivery, self._clock())
+            # Whatever path ended it (the look-ups, the queue, the search for a lost request), its message shows it.
+            self._show(generation)
 
 
 async def _each(steps: Sequence[Callable[[], Awaitable[None]]]) -> None:

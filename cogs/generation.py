@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.api_client import VideoApiError
 from bot.app import VideoBot, answer_privately
 from bot.catalogue import ALL_DURATIONS, ALL_RESOLUTIONS, spec_of
@@ -60,6 +61,7 @@ def origin_of(interaction: discord.Interaction) -> Origin:
         role_ids=role_ids,
         channel_parent_id=getattr(interaction.channel, "parent_id", None),
         is_moderator=interaction.permissions.manage_guild,
+        upload_limit=interaction.filesize_limit,
     )
 
 
@@ -91,6 +93,7 @@ class GenerationCog(commands.Cog):
         offer_options(self.generate, self.service.models.enabled)
 
     @app_commands.command(name="generate", description="Make a video from a text prompt with Luma Dream Machine")
+    @app_commands.guild_only()
     @app_commands.describe(
         prompt="What the video shows, in plain words",
         aspect_ratio="Shape of the video (default 16:9 landscape)",
@@ -154,6 +157,7 @@ class GenerationCog(commands.Cog):
     @app_commands.command(
         name="extend", description="Continue a finished video with a new prompt (about 5 seconds more)"
     )
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="The finished generation to continue",
         prompt="What happens next, in plain words",
@@ -175,6 +179,7 @@ class GenerationCog(commands.Cog):
         await self._start_publicly(interaction, origin, options, parent=parent)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="A generation id (or #number of a waiting job); leave empty to list your 10 latest here"
     )
@@ -192,19 +197,30 @@ class GenerationCog(commands.Cog):
         except VideoApiError as error:
             log.warning("Fresh look-up of %s failed: %s", generation.reference, error)
             note = "The video service could not be reached just now: this is the last known state."
+        # The link in the content is what Discord plays inline; one too long for a message stays in the embed's note.
+        link = (
+            generation.video_url
+            if generation.video_url and len(generation.video_url) <= discord_limits.CONTENT
+            else None
+        )
         await interaction.followup.send(
-            content=generation.video_url or discord.utils.MISSING,
+            content=link or discord.utils.MISSING,
             embed=status_embed(generation, note=note, position=await self.service.position(generation)),
             ephemeral=True,
         )
 
     @generate.autocomplete("last_frame_of")
     @extend.autocomplete("generation_id")
+    async def finished_video_autocomplete(
+        self, interaction: discord.Interaction[VideoBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await suggest_generations(self.service, interaction, current, finished_only=True)
+
     @status.autocomplete("generation_id")
     async def generation_id_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await suggest_generations(self.service, interaction, current)
+        return await suggest_generations(self.service, interaction, current, finished_only=False)
 
     async def _start_publicly(
         self,
@@ -217,17 +233,16 @@ class GenerationCog(commands.Cog):
 
 
 async def suggest_generations(
-    service: GenerationService, interaction: discord.Interaction[VideoBot], current: str
+    service: GenerationService, interaction: discord.Interaction[VideoBot], current: str, *, finished_only: bool
 ) -> list[app_commands.Choice[str]]:
-    """Autocomplete for a generation id: this server's generations whose id or prompt matches what was typed."""
-    if interaction.guild_id is None:
+    """Autocomplete for a generation id: the caller's recent generations here (finished videos only where only
+    those make sense), then others' whose id or prompt matches what was typed."""
+    if interaction.guild_id is None or interaction.channel_id is None:
         return []
-    matches = await service.suggest(interaction.guild_id, current)
-    return [
-        app_commands.Choice(name=autocomplete_label(generation), value=generation.api_id)
-        for generation in matches
-        if generation.api_id
-    ][:25]
+    matches = await service.suggest(origin_of(interaction), current, finished_only=finished_only)
+    return discord_limits.choices(
+        (autocomplete_label(generation), generation.api_id) for generation in matches if generation.api_id
+    )
 
 
 async def start_publicly(

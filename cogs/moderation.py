@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.api_client import Balance
 from bot.app import VideoBot
 from bot.catalogue import label_of
@@ -19,6 +20,7 @@ from bot.moderation import MemberSpend, ModerationService, Standing, UsageSummar
 from bot.quota import GuildRules, discord_time
 from bot.storage import LIMIT_NAMES, RuleEntry
 from cogs.generation import origin_of
+from cogs.help import FOR_MODERATORS
 
 LimitValue = app_commands.Range[int, 0, 1_000_000]  # the service checks LIMIT_MAXIMUMS whatever arrives
 ListAction = Literal["add", "remove", "clear"]
@@ -59,24 +61,23 @@ def rules_embed(
         source = "" if name in rules.overridden else " (default)"
         embed.add_field(name=label, value=f"{value}{source}", inline=True)
     embed.add_field(
-        name="Channels",
-        value=", ".join(f"<#{c}>" for c in sorted(rules.allowed_channels)) or "everywhere",
-        inline=False,
+        name="Channels", value=_listed([f"<#{c}>" for c in sorted(rules.allowed_channels)], "everywhere"), inline=False
     )
     embed.add_field(
         name="Roles that may generate",
-        value=", ".join(f"<@&{r}>" for r in sorted(rules.allowed_roles)) or "everyone",
+        value=_listed([f"<@&{r}>" for r in sorted(rules.allowed_roles)], "everyone"),
         inline=False,
     )
     embed.add_field(
         name="Roles exempt from limits",
-        value=", ".join(f"<@&{r}>" for r in sorted(rules.exempt_roles)) or "none",
+        value=_listed([f"<@&{r}>" for r in sorted(rules.exempt_roles)], "none"),
         inline=False,
     )
     phrases = f"{len(rules.blocked_phrases)}"
     if show_phrases and rules.blocked_phrases:
-        phrases += ": " + ", ".join(f"||{p}||" for p in rules.blocked_phrases)
-    embed.add_field(name="Blocked words and phrases", value=phrases[:1024], inline=False)
+        shown = [f"||{discord.utils.escape_markdown(p)}||" for p in rules.blocked_phrases]
+        phrases = discord_limits.join_within([phrases + ":", *shown], discord_limits.EMBED_FIELD_VALUE, separator=" ")
+    embed.add_field(name="Blocked words and phrases", value=phrases, inline=False)
     if len(models) > 1:
         used = [model for model in models if not rules.allowed_models or model in rules.allowed_models]
         names = ", ".join(label_of(model) for model in used) or "none"
@@ -86,9 +87,21 @@ def rules_embed(
         value="yes" if rules.members_share_videos else "no (only their own; moderators may extend any)",
         inline=False,
     )
+    embed.add_field(
+        name="Finished videos",
+        value="uploaded as files where they fit the upload limit, else linked"
+        if rules.keep_videos
+        else "linked (the provider's links expire)",
+        inline=False,
+    )
     if global_daily:
         embed.set_footer(text=f"The bot's operator caps all servers together at {global_daily} videos a day.")
-    return embed
+    return discord_limits.fit_embed(embed)
+
+
+def _listed(items: Sequence[str], nothing: str, separator: str = ", ") -> str:
+    """Mentions for one embed field: whole ones while they fit, then how many more."""
+    return discord_limits.join_within(items, discord_limits.EMBED_FIELD_VALUE, separator=separator) or nothing
 
 
 def standing_embed(standing: Standing) -> discord.Embed:
@@ -108,7 +121,7 @@ def standing_embed(standing: Standing) -> discord.Embed:
     embed.add_field(name="Day resets", value=f"midnight UTC, {discord_time(standing.resets_at)}", inline=False)
     if standing.global_daily:
         embed.set_footer(text=f"All servers together: {usage.everyone_today} / {standing.global_daily} today.")
-    return embed
+    return discord_limits.fit_embed(embed)
 
 
 def _spend_line(member: MemberSpend) -> str:
@@ -143,9 +156,11 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
     waited = f"{summary.waited}" + ("" if median is None else f", median wait {_duration(median)}")
     embed.add_field(name="Waited in the queue", value=waited, inline=True)
     by_videos, by_spend = summary.top_by_videos(), summary.top_by_spend()
-    embed.add_field(name="Top members", value="\n".join(map(_spend_line, by_videos)) or "nobody yet", inline=False)
+    top = _listed([_spend_line(m) for m in by_videos], "nobody yet", "\n")
+    embed.add_field(name="Top members", value=top, inline=False)
     if [m.user_id for m in by_spend] != [m.user_id for m in by_videos]:
-        embed.add_field(name="Top members by spend", value="\n".join(map(_spend_line, by_spend)), inline=False)
+        by_spend_lines = _listed([_spend_line(m) for m in by_spend], "nobody yet", "\n")
+        embed.add_field(name="Top members by spend", value=by_spend_lines, inline=False)
     if balance is not None:
         videos = max(0, int(balance.amount // TOKENS_PER_VIDEO))
         embed.add_field(
@@ -160,7 +175,7 @@ def usage_embed(summary: UsageSummary, balance: Balance | None = None, balance_k
         "running ones included. Spend is what the video service reported for each; where it reported nothing, the "
         "model's documented price (500,000 tokens). Counted since midnight UTC at the start of the period."
     )
-    return embed
+    return discord_limits.fit_embed(embed)
 
 
 def offer_model_choices(group: app_commands.Group, models: Sequence[str]) -> None:
@@ -177,7 +192,9 @@ def offer_model_choices(group: app_commands.Group, models: Sequence[str]) -> Non
 
 
 class ModerationCog(commands.Cog):
-    limits = app_commands.Group(name="limits", description="Who may make videos in this server, where and how many")
+    limits = app_commands.Group(
+        name="limits", description="Who may make videos in this server, where and how many", guild_only=True
+    )
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
@@ -198,7 +215,7 @@ class ModerationCog(commands.Cog):
     async def show(self, interaction: discord.Interaction[VideoBot]) -> None:
         await self._show(interaction, origin_of(interaction).guild_id)
 
-    @limits.command(name="set", description="Set video limits (Manage Server); 0 means no limit")
+    @limits.command(name="set", description="Set video limits (Manage Server); 0 means no limit", extras=FOR_MODERATORS)
     @app_commands.describe(
         user_daily="Videos (and extensions) per member per day, UTC",
         server_daily="Videos for the whole server per day, UTC",
@@ -232,7 +249,15 @@ class ModerationCog(commands.Cog):
         await self.service.set_limits(guild_id, values)
         await self._show(interaction, guild_id, "Limits updated.")
 
-    @limits.command(name="channels", description="Channels where videos may be made (Manage Server); none = all")
+    @limits.command(
+        name="channels",
+        description="Channels where videos may be made (Manage Server); none = all",
+        extras=FOR_MODERATORS,
+    )
+    @app_commands.describe(
+        action="add or remove a channel, or clear the list (none listed: videos may be made everywhere)",
+        channel="The channel or thread to add or remove",
+    )
     async def channels(
         self,
         interaction: discord.Interaction[VideoBot],
@@ -241,20 +266,35 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.CHANNEL, action, channel.id if channel else None, "channel")
 
-    @limits.command(name="roles", description="Roles allowed to make videos (Manage Server); none = everyone")
+    @limits.command(
+        name="roles", description="Roles allowed to make videos (Manage Server); none = everyone", extras=FOR_MODERATORS
+    )
+    @app_commands.describe(
+        action="add or remove a role, or clear the list (none listed: everyone may make videos)",
+        role="The role to add or remove",
+    )
     async def roles(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.ROLE, action, role.id if role else None, "role")
 
-    @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)")
+    @limits.command(name="exempt", description="Roles exempt from the limits (Manage Server)", extras=FOR_MODERATORS)
+    @app_commands.describe(
+        action="add or remove a role, or clear the list (none listed: the limits apply to everyone)",
+        role="The role whose members skip the limits",
+    )
     async def exempt(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, role: discord.Role | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.EXEMPT_ROLE, action, role.id if role else None, "role")
 
-    @limits.command(name="words", description="Words or phrases prompts may not contain (Manage Server)")
-    @app_commands.describe(phrase="A word or phrase, matched as whole words whatever the case or look-alike letters")
+    @limits.command(
+        name="words", description="Words or phrases prompts may not contain (Manage Server)", extras=FOR_MODERATORS
+    )
+    @app_commands.describe(
+        action="add or remove a word or phrase, or clear the list",
+        phrase="A word or phrase, matched as whole words whatever the case or look-alike letters",
+    )
     async def words(
         self,
         interaction: discord.Interaction[VideoBot],
@@ -263,18 +303,41 @@ class ModerationCog(commands.Cog):
     ) -> None:
         await self._edit_list(interaction, RuleEntry.BLOCKED_PHRASE, action, phrase, "phrase")
 
-    @limits.command(name="models", description="Which of the bot's models this server uses (Manage Server)")
-    @app_commands.describe(action="add or remove a model, or clear the list (none listed = all)", model="The model")
+    @limits.command(
+        name="models", description="Which of the bot's models this server uses (Manage Server)", extras=FOR_MODERATORS
+    )
+    @app_commands.describe(
+        action="add or remove a model, or clear the list (none listed: the server uses all of them)",
+        model="One of the models the bot's operator enabled",
+    )
     async def models(
         self, interaction: discord.Interaction[VideoBot], action: ListAction, model: str | None = None
     ) -> None:
         await self._edit_list(interaction, RuleEntry.MODEL, action, model, "model")
 
-    @limits.command(name="sharing", description="Whether members may extend each other's videos (Manage Server)")
+    @limits.command(
+        name="sharing",
+        description="Whether members may extend each other's videos (Manage Server)",
+        extras=FOR_MODERATORS,
+    )
+    @app_commands.describe(allowed="Yes: members may extend each other's videos; no: only their own")
     async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
         guild_id = require_moderator(interaction)
         await self.service.set_sharing(guild_id, allowed)
         await self._show(interaction, guild_id, "Sharing updated.")
+
+    @limits.command(
+        name="keep_videos", description="Upload finished videos as files, so they outlive the link (Manage Server)"
+    )
+    @app_commands.describe(
+        upload="Upload each finished video when it fits this server's upload limit (else post the link)"
+    )
+    async def keep_videos(self, interaction: discord.Interaction[VideoBot], upload: bool) -> None:
+        guild_id = require_moderator(interaction)
+        await self.service.set_keep_videos(guild_id, upload)
+        await self._show(
+            interaction, guild_id, "Finished videos will be uploaded." if upload else "Finished videos will be linked."
+        )
 
     async def _edit_list(
         self,
@@ -302,12 +365,14 @@ class ModerationCog(commands.Cog):
         await self._show(interaction, guild_id, headline)
 
     @app_commands.command(name="quota", description="Your video quota in this server: used, running, cooldown")
+    @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[VideoBot]) -> None:
         origin = origin_of(interaction)
         standing = await self.service.standing(origin.guild_id, origin.member)
         await interaction.response.send_message(embed=standing_embed(standing), ephemeral=True)
 
     @app_commands.command(name="usage", description="This server's videos and tokens spent (Manage Server)")
+    @app_commands.guild_only()
     @app_commands.describe(days="How many days back, today included (default 7)")
     @app_commands.default_permissions(manage_guild=True)
     async def usage(

@@ -1,38 +1,20 @@
-"""/queue and /cancel, the Cancel button of a waiting job's status message, and the edits that keep its place shown."""
+"""/queue and /cancel, and the Cancel button a waiting job's status message carries."""
 
 from __future__ import annotations
 
 import logging
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import discord_limits
 from bot.app import VideoBot
 from bot.generations import Origin
-from bot.messages import queue_embed, status_embed
-from bot.models import Generation
+from bot.messages import queue_embed
 from cogs.generation import CancelButton, cancelled_text, origin_of, waiting_view
 
 log = logging.getLogger(__name__)
-
-
-class StatusBoard:
-    """Edits a job's status message as the queue moves; an edit that fails is dropped, the next change retries."""
-
-    def __init__(self, client: discord.Client) -> None:
-        self._client = client
-
-    async def show(self, generation: Generation, position: int | None) -> None:
-        if generation.status_message_id is None:
-            return
-        channel = self._client.get_partial_messageable(generation.channel_id, guild_id=generation.guild_id)
-        message = channel.get_partial_message(generation.status_message_id)
-        try:
-            await message.edit(embed=status_embed(generation, position=position), view=waiting_view(generation))
-        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
-            log.info("Could not update the status message of row %d: %s", generation.id, error)
 
 
 class QueueCog(commands.Cog):
@@ -41,17 +23,19 @@ class QueueCog(commands.Cog):
         self.service = bot.generations
 
     @app_commands.command(name="queue", description="Videos running now, how many wait, and your waiting ones")
+    @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[VideoBot]) -> None:
         view = await self.service.queue_view(origin_of(interaction))
         await interaction.response.send_message(embed=queue_embed(view), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Remove a waiting video from the queue")
+    @app_commands.guild_only()
     @app_commands.describe(generation_id="The waiting job, e.g. #12 (its status message and /queue show it)")
     async def cancel(self, interaction: discord.Interaction[VideoBot], generation_id: str) -> None:
         origin: Origin = origin_of(interaction)
         cancelled = await self.service.cancel(origin, generation_id)
         await interaction.response.send_message(cancelled_text(cancelled), ephemeral=True)
-        await StatusBoard(self.bot).show(cancelled, None)
+        self.bot.progress.note(cancelled)
 
     @cancel.autocomplete("generation_id")
     async def waiting_autocomplete(
@@ -62,15 +46,15 @@ class QueueCog(commands.Cog):
             return []
         view = await self.service.queue_view(origin_of(interaction))
         typed = current.strip().lower()
-        return [
-            app_commands.Choice(name=f"{job.reference} · place {place} · {job.prompt}"[:100], value=job.reference)
+        return discord_limits.choices(
+            (f"{job.reference} · place {place} · {job.prompt}", job.reference)
             for place, job in view.jobs
             if typed in f"{job.reference} {job.prompt}".lower()
-        ][:25]
+        )
 
 
 async def setup(bot: VideoBot) -> None:
     # Registered at every start: a press on a message posted before a restart still reaches its job.
     bot.add_dynamic_items(CancelButton)
-    bot.queue_runner.board = StatusBoard(bot)
+    bot.status_editor.buttons = waiting_view
     await bot.add_cog(QueueCog(bot))

@@ -17,6 +17,7 @@ class TransformCog(commands.Cog):
         self.service = bot.generations
 
     @app_commands.command(name="reframe", description="Re-compose a finished video for another aspect ratio")
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="The finished video to re-compose",
         aspect_ratio="The new shape, e.g. 9:16 to make a landscape video a vertical short",
@@ -37,6 +38,7 @@ class TransformCog(commands.Cog):
         await start_publicly(self.service, interaction, origin, options, source)
 
     @app_commands.command(name="edit", description="Restyle a finished video by a prompt")
+    @app_commands.guild_only()
     @app_commands.describe(
         generation_id="The finished video to restyle", prompt="How it should look now, e.g. 'as a watercolour'"
     )
@@ -52,7 +54,7 @@ class TransformCog(commands.Cog):
     async def generation_id_autocomplete(
         self, interaction: discord.Interaction[VideoBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return await suggest_generations(self.service, interaction, current)
+        return await suggest_generations(self.service, interaction, current, finished_only=True)
 
 
 async def setup(bot: VideoBot) -> None:

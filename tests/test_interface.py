@@ -46,7 +46,17 @@ def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
-    assert set(commands) == {"generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel"}
+    assert set(commands) == {
+        "generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help",
+    }  # fmt: skip
+
+
+def test_history_and_help_options(commands: dict[str, dict[str, Any]]) -> None:
+    history = options_of(commands["history"])
+    assert list(history) == ["scope", "member"]
+    assert [c["value"] for c in history["scope"]["choices"]] == ["mine", "server"]
+    assert history["scope"].get("required", False) is False and history["member"]["type"] == 6  # a user
+    assert options_of(commands["help"]) == {}
 
 
 def test_queue_and_cancel_options(commands: dict[str, dict[str, Any]]) -> None:
@@ -91,7 +101,8 @@ def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
 
 def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     subcommands = options_of(commands["limits"])
-    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing"}
+    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing", "keep_videos"}
+    assert options_of(subcommands["keep_videos"])["upload"]["type"] == 5  # a boolean
     assert set(options_of(subcommands["set"])) == {
         "user_daily",
         "server_daily",
@@ -107,6 +118,50 @@ def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     assert int(commands["usage"]["default_member_permissions"]) == 1 << 5  # Manage Server
     # /limits show is for everyone, so the group carries no default permission; the bot checks moderators itself.
     assert commands["limits"].get("default_member_permissions") is None
+
+
+def all_options(command: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every option of a command, subcommands' options included, with the path that names it."""
+    found = []
+    for option in command.get("options", []):
+        found.append((f"{command['name']} {option['name']}", option))
+        if option["type"] in (1, 2):  # a subcommand or a group
+            found += [(f"{command['name']} {path}", inner) for path, inner in all_options(option)]
+    return found
+
+
+def test_every_command_is_offered_in_servers_only(
+    commands: dict[str, dict[str, Any]], several_models: dict[str, dict[str, Any]]
+) -> None:
+    for command in [*commands.values(), *several_models.values()]:
+        assert command["contexts"] == [0], command["name"]  # GUILD only: no DM, no group DM
+        assert command["integration_types"] == [0], command["name"]  # installed to servers, not to users
+        assert command["dm_permission"] is False, command["name"]
+
+
+def test_moderator_commands_are_hidden_from_members(commands: dict[str, dict[str, Any]]) -> None:
+    manage_server = 1 << 5
+    assert int(commands["usage"]["default_member_permissions"]) == manage_server
+    # Every other top-level command has something for every member (/limits: its `show`).
+    members = {name for name, command in commands.items() if command.get("default_member_permissions") is None}
+    assert members == set(commands) - {"usage"}
+
+
+def test_every_option_has_a_real_description(several_models: dict[str, dict[str, Any]]) -> None:
+    for command in several_models.values():
+        for path, option in all_options(command):
+            description = option["description"]
+            # discord.py fills an undescribed option with an ellipsis.
+            assert description not in ("…", "...", "") and len(description) >= 10, path
+            assert description != option["name"], path
+
+
+def test_id_options_suggest_and_fixed_sets_are_choices(several_models: dict[str, dict[str, Any]]) -> None:
+    options = dict(path_option for command in several_models.values() for path_option in all_options(command))
+    ids = [path for path in options if path.endswith(("generation_id", "last_frame_of"))]
+    assert len(ids) == 6 and all(options[path].get("autocomplete") is True for path in ids)
+    for path in ("generate aspect_ratio", "generate model", "limits channels action", "limits models model"):
+        assert options[path]["choices"], path
 
 
 def test_every_command_is_valid_for_discord(commands: dict[str, dict[str, Any]]) -> None:

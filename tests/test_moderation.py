@@ -219,3 +219,13 @@ async def test_sharing_must_be_yes_or_no(moderation: ModerationService) -> None:
     with pytest.raises(UserFacingError, match="true or false"):
         await moderation.set_sharing(1, "yes")
     assert (await moderation.rules(1)).members_share_videos is True
+
+
+async def test_keeping_videos_is_off_until_a_moderator_turns_it_on(moderation: ModerationService) -> None:
+    assert (await moderation.rules(1)).keep_videos is False
+    with pytest.raises(UserFacingError, match="true or false"):
+        await moderation.set_keep_videos(1, "yes")
+    assert (await moderation.set_keep_videos(1, True)).keep_videos is True
+    assert (await moderation.rules(1)).keep_videos is True  # read fresh after the change, not from the cache
+    assert (await moderation.rules(2)).keep_videos is False
+    assert (await moderation.set_keep_videos(1, False)).keep_videos is False

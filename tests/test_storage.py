@@ -157,7 +157,8 @@ async def test_the_tracker_reads_only_running_rows_through_the_partial_index(sql
     done = await _insert(store, now=103.0)
     await store.mark_submitted(done.id, ApiGeneration(id="api-2", state="pending"), 104.0)
     await store.apply_api_update(done.id, ApiGeneration(id="api-2", state="completed"), 105.0)
-    assert await store.tracked() == [TrackedGeneration(sent.id, "api-1", "pending", 101.0)]
+    await store.set_status_message(sent.id, 777)
+    assert await store.tracked() == [TrackedGeneration(sent.id, "api-1", "pending", 101.0, 5, 777)]
     async with store._background_reads.execute(
         f"EXPLAIN QUERY PLAN SELECT id FROM generations"
         f" WHERE {storage._IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id"
@@ -377,6 +378,85 @@ async def test_a_notice_is_claimed_once_per_interval(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_endings_not_yet_on_their_status_message_are_found_until_marked_shown(store: GenerationStore) -> None:
+    rows = [await _insert(store, now=100.0 + n) for n in range(4)]
+    for n, row in enumerate(rows):
+        await store.mark_submitted(row.id, ApiGeneration(id=f"api-{n}", state="pending"), 110.0)
+        if n != 3:  # the last one's command never got its status message out
+            await store.set_status_message(row.id, 900 + n)
+    await store.apply_api_update(rows[1].id, ApiGeneration(id="api-1", state="completed"), 120.0)
+    await store.record_lookups([(rows[0].id, ApiGeneration("api-0", "failed"))], [rows[3].id], "too late", 121.0)
+    # rows[2] still runs: it has nothing to show yet.
+    found = await store.unshown_endings(since=0.0)
+    assert [(g.id, g.state) for g in found] == [(rows[1].id, State.COMPLETED), (rows[0].id, State.FAILED)]
+    assert await store.unshown_endings(since=120.5) == [found[1]]
+
+    await store.mark_status_shown([rows[1].id, rows[2].id], 130.0)  # a running row is not marked
+    assert [g.id for g in await store.unshown_endings(since=0.0)] == [rows[0].id]
+    await store.record_lookups([(rows[2].id, ApiGeneration("api-2", "completed"))], [], "", 131.0)
+    assert [g.id for g in await store.unshown_endings(since=0.0)] == [rows[0].id, rows[2].id]
+    status = await store.status_generation(rows[2].id)
+    assert status is not None and status.status_message_id == 902 and status.state is State.COMPLETED
+
+
+async def test_a_timed_out_video_that_arrives_after_all_is_an_ending_to_show_again(store: GenerationStore) -> None:
+    row = await _insert(store)
+    await store.mark_submitted(row.id, ApiGeneration(id="api-1", state="pending"), 110.0)
+    await store.set_status_message(row.id, 900)
+    await store.mark_timed_out(row.id, "too late", 120.0)
+    await store.mark_status_shown([row.id], 121.0)
+    assert await store.unshown_endings(since=0.0) == []
+    await store.apply_api_update(row.id, ApiGeneration(id="api-1", state="completed"), 130.0, expected=State.TIMED_OUT)
+    [again] = await store.unshown_endings(since=0.0)
+    assert again.state is State.COMPLETED
+
+
+async def test_the_upload_limit_and_the_keep_videos_setting_are_kept(store: GenerationStore) -> None:
+    row = await store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=5,
+        requester_id=10,
+        options=GenerationOptions("p", "1:1", False),
+        parent_api_id=None,
+        now=100.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=None,
+        upload_limit=50 * 1024 * 1024,
+    )
+    assert row.upload_limit == 50 * 1024 * 1024
+    assert (await _insert(store)).upload_limit is None
+    assert (await store.guild_rules(1, ServerLimits())).keep_videos is False
+    await store.set_keep_videos(1, True, 100.0)
+    assert (await store.guild_rules(1, ServerLimits())).keep_videos is True
+    assert (await store.guild_rules(2, ServerLimits())).keep_videos is False
+
+
+async def test_endings_of_the_schema_before_live_progress_count_as_shown(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    before = next(n for n, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
+    with sqlite3.connect(path) as old:
+        for number, script in enumerate(storage.MIGRATIONS[:before], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        for api_id, state, finished in (("old-1", "completed", 7), ("old-2", "running", None)):
+            old.execute(
+                "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                " expand_prompt, state, api_state, created_at, updated_at, submitted_at, finished_at,"
+                " status_message_id) VALUES (?, 'generate', 1, 11, 100, 'old', '16:9', 1, ?, 'pending', 5, 5, 5, ?, 9)",
+                (api_id, state, finished),
+            )
+    opened = await SqliteStore.open(path)
+    try:
+        assert await opened.unshown_endings(since=0.0) == []  # no storm of edits of old messages after an update
+        running = await opened.get_by_api_id("old-2")
+        assert running is not None
+        await opened.apply_api_update(running.id, ApiGeneration(id="old-2", state="completed"), 10.0)
+        assert [g.api_id for g in await opened.unshown_endings(since=0.0)] == ["old-2"]
+    finally:
+        await opened.close()
 
 
 async def test_the_queue_s_counts_are_made_only_where_a_cap_needs_them(store: GenerationStore) -> None:

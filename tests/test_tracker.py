@@ -13,6 +13,7 @@ import pytest
 from bot.api_client import LumaClient
 from bot.generations import GenerationService, Origin
 from bot.models import ApiGeneration, Delivery, Generation, GenerationOptions, State
+from bot.progress import SHOWN, EditResult, ProgressBoard, StatusView
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
 from bot.tracker import MAX_ANNOUNCE_ATTEMPTS, Tracker
@@ -384,3 +385,87 @@ async def test_a_stuck_announcement_holds_up_neither_the_look_ups_nor_other_anno
     finally:
         await tracker.stop()
     assert announcer.sent_ids() == [started[1].api_id]
+
+
+class RecordingEditor:
+    """Status message edits, as Discord would receive them; `stuck` makes Discord never answer."""
+
+    def __init__(self) -> None:
+        self.edits: list[tuple[Generation, StatusView]] = []
+        self.stuck = False
+        self.reached = asyncio.Event()
+
+    async def edit(self, generation: Generation, view: StatusView) -> EditResult:
+        self.reached.set()
+        if self.stuck:
+            await asyncio.Event().wait()
+        self.edits.append((generation, view))
+        return SHOWN
+
+
+async def test_a_status_message_follows_its_job_to_the_end(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
+) -> None:
+    editor = RecordingEditor()
+    board = ProgressBoard(store, editor, clock=clock, wall_clock=clock)
+    tracker = Tracker(store, api, announcer, poll_interval=0.01, timeout_seconds=600, clock=clock, progress=board)
+    job = await service.generate(HERE, GenerationOptions("a lighthouse at dusk"))
+    await store.set_status_message(job.id, 4242)
+    clock.advance(10)  # the simulator: processing after 5 s, done after 60 s
+    await tracker.run_once()
+    await board.idle()
+    [(dreaming, view)] = editor.edits
+    assert dreaming.state is State.RUNNING and dreaming.api_state == "processing"
+    assert view.ready_at is not None and view.ready_at == pytest.approx(clock.now + 50, abs=1)
+    await tracker.run_once()
+    await board.idle()
+    assert len(editor.edits) == 1, "nothing changed, yet the message was edited again"
+    clock.advance(60)
+    await tracker.run_once()
+    await board.idle()
+    finished = editor.edits[-1][0]
+    assert finished.state is State.COMPLETED and finished.video_url
+    assert await store.unshown_endings(since=0.0) == []  # recorded: a restart does not edit it again
+
+
+async def test_an_ending_no_look_up_saw_still_reaches_its_status_message(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock
+) -> None:
+    editor = RecordingEditor()
+    board = ProgressBoard(store, editor, clock=clock, wall_clock=clock)
+    tracker = Tracker(store, api, announcer, poll_interval=0.01, timeout_seconds=600, clock=clock, progress=board)
+    job = await service.generate(HERE, GenerationOptions("a kite over dunes"))
+    await store.set_status_message(job.id, 4243)
+    # It ended while the bot was down (or by /status): no look-up of this process saw it change.
+    await store.apply_api_update(job.id, ApiGeneration(id=job.api_id or "", state="failed"), clock.now)
+    await tracker.run_once()
+    await board.idle()
+    assert [g.state for g, _ in editor.edits] == [State.FAILED]
+
+
+async def test_a_discord_that_never_answers_edits_delays_no_announcement(
+    service: GenerationService, store, api, announcer: RecordingAnnouncer, clock: FakeClock, simulator
+) -> None:
+    editor = RecordingEditor()
+    editor.stuck = True
+    board = ProgressBoard(store, editor, clock=clock, wall_clock=clock)
+    tracker = Tracker(store, api, announcer, poll_interval=0.01, timeout_seconds=600, clock=clock, progress=board)
+    jobs = await start_many(service, 20)
+    for n, job in enumerate(jobs):
+        await store.set_status_message(job.id, 5000 + n)
+    board.start()
+    try:
+        clock.advance(10)
+        await tracker.poll()
+        async with asyncio.timeout(5):
+            await editor.reached.wait()  # the board's task is stuck in Discord
+        for job in jobs:
+            simulator.state.generations[job.api_id].forced_state = "completed"
+        clock.advance(1)  # a cycle later (the last one's look-up leases ran out)
+        await tracker.poll()
+        async with asyncio.timeout(5):
+            await tracker.announce_finished()
+    finally:
+        await board.stop()
+    assert sorted(announcer.sent_ids()) == sorted(job.api_id for job in jobs)
+    assert board.waiting > 0  # the edits wait their turn; the announcements did not wait for them

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, GenerationOptions, Kind, State
 from ..quota import GuildRules, ServerLimits, Usage
-from .records import RuleEntry, StateCount, TrackedGeneration, UsageCounts, UsageReport
+from .records import HistorySlice, RuleEntry, StateCount, TrackedGeneration, UsageCounts, UsageReport
 
 
 class GenerationStore(Protocol):
@@ -129,6 +129,18 @@ class GenerationStore(Protocol):
 
     async def mark_announced(self, row_id: int, delivery: Delivery, now: float) -> None: ...
 
+    async def mark_status_shown(self, row_ids: Sequence[int], now: float) -> None:
+        """These rows' endings reached their status messages (or never can): no sweep looks at them again."""
+        ...
+
+    async def status_generation(self, row_id: int) -> Generation | None:
+        """A row as its status message shows it (read beside the commands, never in their way)."""
+        ...
+
+    async def unshown_endings(self, since: float) -> list[Generation]:
+        """Jobs that ended since `since` whose status message does not show it yet, oldest first."""
+        ...
+
     async def get(self, row_id: int) -> Generation | None: ...
 
     async def last_reported_cost(
@@ -142,6 +154,11 @@ class GenerationStore(Protocol):
         ...
 
     async def get_by_api_id(self, api_id: str) -> Generation | None: ...
+
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        """A server's generations whose API id starts with the 8 characters `short_id` (read through an index):
+        at most two, enough to tell one from several."""
+        ...
 
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
@@ -167,8 +184,21 @@ class GenerationStore(Protocol):
         """A member's latest generations in one server, newest first."""
         ...
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
-        """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
+        """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete); only one
+        requester's when `requester_id` is set, only completed videos when `finished_only`."""
+        ...
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        """Up to `page.limit` generations of the slice, newest first, read through an index in id order."""
         ...
 
     async def reserve(
@@ -186,11 +216,13 @@ class GenerationStore(Protocol):
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        upload_limit: int | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
         Without `decide` (no limit nor cap applies) nothing is counted and the job is sent now.
-        `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
+        `counts` says which day totals `decide` needs beyond the member's own (all by default); `upload_limit` is
+        the largest file Discord accepts where the request was made."""
         ...
 
     async def queue_usage_now(
@@ -243,6 +275,10 @@ class GenerationStore(Protocol):
         ...
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None: ...
+
+    async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
+        """Whether the server's announcements carry the video file itself when it fits."""
+        ...
 
     async def add_rule_entry(self, guild_id: int, kind: RuleEntry, value: str) -> bool:
         """Add to one of a server's lists; False if it was there already."""

@@ -17,6 +17,7 @@ from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
     TABLES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -130,6 +131,22 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE state IN ('submitting', 'running', 'checking');
     CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
     """,
+    # History pages: a server's generations, or one member's there, in id order (keyset paging); short ids.
+    """
+    CREATE INDEX generations_history ON generations (guild_id, id);
+    CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
+    CREATE INDEX generations_short_id ON generations (guild_id, substr(api_id, 1, 8));
+    """,
+    # Live progress and kept videos: the upload limit Discord gave with the request, when a job's ending reached its
+    # status message (those that ended before this version count as shown), and whether a server keeps videos.
+    """
+    ALTER TABLE generations ADD COLUMN upload_limit BIGINT;
+    ALTER TABLE generations ADD COLUMN status_shown_at DOUBLE PRECISION;
+    UPDATE generations SET status_shown_at = finished_at WHERE finished_at IS NOT NULL;
+    ALTER TABLE guild_limits ADD COLUMN keep_videos INTEGER;
+    CREATE INDEX generations_unshown ON generations (finished_at)
+        WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL;
+    """,
     # Several processes share the work: each row in 'submitting' names the process that sent its create, periodic work
     # on a row is leased to one process until a time, the processes beat, and one-at-a-time jobs have leases.
     """
@@ -191,7 +208,7 @@ _COLUMNS = (
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, "
-    "not_before, limits_exempt"
+    "not_before, limits_exempt, upload_limit"
 )
 
 _API_UPDATE = (
@@ -199,7 +216,7 @@ _API_UPDATE = (
     " video_url = COALESCE($3, video_url), thumbnail_url = COALESCE($4, thumbnail_url),"
     " last_frame_url = COALESCE($5, last_frame_url), failure_reason = COALESCE($6, failure_reason),"
     " credits_used = COALESCE($7, credits_used), usd_spent = COALESCE($8, usd_spent),"
-    " finished_at = CASE WHEN $9 THEN $10 ELSE finished_at END, updated_at = $11"
+    " finished_at = CASE WHEN $9 THEN $10 ELSE finished_at END, updated_at = $11, status_shown_at = NULL"
     " WHERE id = $12 AND state = $13"
 )
 _TIME_OUT = (
@@ -236,6 +253,29 @@ def _api_update_params(row_id: int, api: ApiGeneration, now: float, expected: St
 
 def _time_out_params(row_id: int, reason: str, now: float) -> tuple[object, ...]:
     return (State.TIMED_OUT.value, reason, now, now, row_id, State.RUNNING.value)
+
+
+def history_query(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE, ORDER and LIMIT of a history page, in the order of the history indexes (server, member, id), so
+    that a page is read from an index without sorting, however long the history."""
+    params: list[object] = [page.guild_id]
+    where = ["guild_id = $1"]
+
+    def add(condition: str, value: object) -> None:
+        params.append(value)
+        where.append(condition.format(f"${len(params)}"))
+
+    if page.requester_id is not None:
+        add("requester_id = {}", page.requester_id)
+    if page.channel_ids is not None:
+        add("channel_id = ANY({}::BIGINT[])", sorted(page.channel_ids))
+    if page.before_id is not None:
+        add("id < {}", page.before_id)
+    if page.after_id is not None:
+        add("id > {}", page.after_id)
+    params.append(page.limit)
+    order = "ASC" if page.after_id is not None else "DESC"
+    return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ${len(params)}", params
 
 
 def _changed(status: str) -> int:
@@ -634,7 +674,7 @@ class PostgresStore:
         await self._write(
             "UPDATE generations SET api_id = $1, api_state = $2, state = $3, submitted_at = $4, updated_at = $5,"
             " failure_reason = NULL, next_check_at = NULL, finished_at = NULL, announced_at = NULL,"
-            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL"
+            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL, status_shown_at = NULL"
             " WHERE id = $6 AND api_id IS NULL AND state = ANY($7::TEXT[])",
             api.id,
             api.state,
@@ -734,7 +774,29 @@ class PostgresStore:
             row_id,
         )
 
+    async def mark_status_shown(self, row_ids: Sequence[int], now: float) -> None:
+        """These rows' endings reached their status messages (or never can): no sweep looks at them again."""
+        if not row_ids:
+            return
+        await self._write(
+            "UPDATE generations SET status_shown_at = $1 WHERE id = ANY($2::BIGINT[]) AND finished_at IS NOT NULL",
+            now,
+            list(row_ids),
+        )
+
     # --- generations: reading ---------------------------------------------------------------------------
+
+    async def status_generation(self, row_id: int) -> Generation | None:
+        """A row as its status message shows it (read beside the commands, never in their way)."""
+        return await self.get(row_id)
+
+    async def unshown_endings(self, since: float) -> list[Generation]:
+        """Jobs that ended since `since` whose status message does not show it yet, oldest first."""
+        return await self._select(
+            "WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL"
+            " AND finished_at >= $1 ORDER BY finished_at, id",
+            since,
+        )
 
     async def get(self, row_id: int) -> Generation | None:
         row = await self._fetchrow(f"SELECT {_COLUMNS} FROM generations WHERE id = $1", row_id)
@@ -786,8 +848,8 @@ class PostgresStore:
     async def tracked(self) -> list[TrackedGeneration]:
         """The running generations, oldest first, with only what a look-up needs (read through the partial index)."""
         rows = await self._fetch(
-            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
-            f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
+            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at), channel_id, status_message_id"
+            f" FROM generations WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
         )
         return [TrackedGeneration._make(row) for row in rows]
 
@@ -820,17 +882,39 @@ class PostgresStore:
             limit,
         )
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
         # ILIKE: SQLite's LIKE, which the other store uses, ignores the case of letters.
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = ["guild_id = $1", "api_id IS NOT NULL", "(api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"]
+        params: list[object] = [guild_id, pattern]
+        if requester_id is not None:
+            params.append(requester_id)
+            where.append(f"requester_id = ${len(params)}")
+        if finished_only:
+            params.append(State.COMPLETED.value)
+            where.append(f"state = ${len(params)}")
+        params.append(limit)
+        return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ${len(params)}", *params)
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        clauses, params = history_query(page)
+        rows = await self._select(clauses, *params)
+        # The page just newer than a row is read upwards from it, then turned newest first.
+        return rows[::-1] if page.after_id is not None else rows
+
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        # The WHERE spells out the expression of generations_short_id, so that the planner uses it.
         return await self._select(
-            "WHERE guild_id = $1 AND api_id IS NOT NULL"
-            " AND (api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"
-            " ORDER BY created_at DESC, id DESC LIMIT $3",
-            guild_id,
-            pattern,
-            limit,
+            "WHERE guild_id = $1 AND substr(api_id, 1, 8) = $2 ORDER BY id DESC LIMIT 2", guild_id, short_id
         )
 
     # --- the queue ----------------------------------------------------------------------------------------
@@ -850,11 +934,13 @@ class PostgresStore:
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        upload_limit: int | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
         Without `decide` (no limit nor cap applies) nothing is counted and the job is sent now.
-        `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
+        `counts` says which day totals `decide` needs beyond the member's own (all by default); `upload_limit` is
+        the largest file Discord accepts where the request was made."""
         counts = counts or UsageCounts()
 
         async def reserve_now(connection: asyncpg.Connection) -> int:
@@ -875,8 +961,8 @@ class PostgresStore:
                 row_id: int = await connection.fetchval(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                     " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                    " started_at, limits_exempt, owner)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+                    " started_at, limits_exempt, upload_limit, owner) VALUES"
+                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
                     kind.value,
                     guild_id,
                     channel_id,
@@ -893,6 +979,7 @@ class PostgresStore:
                     now if queued else None,
                     None if queued else now,
                     int(limits_exempt),
+                    upload_limit,
                     None if queued else self.process_id,
                 )
                 return row_id
@@ -1036,10 +1123,12 @@ class PostgresStore:
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await self._fetchrow(
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = $1", guild_id
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos FROM guild_limits WHERE guild_id = $1",
+            guild_id,
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
+        keep = row["keep_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await self._fetch(
             "SELECT kind, value FROM guild_rule_entries WHERE guild_id = $1"
@@ -1056,6 +1145,7 @@ class PostgresStore:
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
+            keep_videos=bool(keep),
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -1067,6 +1157,9 @@ class PostgresStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"keep_videos": int(keep)}, now)
 
     async def _upsert_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
         if not values:
@@ -1153,13 +1246,14 @@ class PostgresStore:
                 f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL"
                 " AND (lease_until IS NULL OR lease_until <= $3) ORDER BY id FOR UPDATE SKIP LOCKED)"
                 " UPDATE generations SET lease_owner = $1, lease_until = $2 FROM due"
-                " WHERE id = due_id RETURNING id, api_id, api_state, COALESCE(submitted_at, created_at)",
+                " WHERE id = due_id RETURNING id, api_id, api_state, COALESCE(submitted_at, created_at), channel_id,"
+                " status_message_id",
                 self.process_id,
                 now + lease_seconds,
                 now,
             )
         )
-        return sorted(TrackedGeneration._make(row) for row in rows)
+        return sorted((TrackedGeneration._make(row) for row in rows), key=lambda generation: generation.id)
 
     async def lease_announcement(self, row_id: int, now: float, lease_seconds: float) -> Generation | None:
         row = await self._run_write(

@@ -24,6 +24,20 @@ class RuleEntry(StrEnum):
 
 
 @dataclass(frozen=True)
+class HistorySlice:
+    """Which of a server's generations one page of history holds: a keyset on the row id (newest first), never an
+    offset. `before_id`: the page older than that row; `after_id`: the page just newer than it; neither: the newest.
+    Only one requester's when `requester_id` is set, only from `channel_ids` when given."""
+
+    guild_id: int
+    limit: int
+    requester_id: int | None = None
+    channel_ids: frozenset[int] | None = None
+    before_id: int | None = None
+    after_id: int | None = None
+
+
+@dataclass(frozen=True)
 class UsageReport:
     """A server's generations over a period. `charged` counts the videos the API accepted (or may have) and did not
     report failed: generations, extensions, edits and reframes; `failures` and `refused` cost nothing."""
@@ -87,7 +101,8 @@ class UsageCounts:
 
 
 class TrackedGeneration(NamedTuple):
-    """What the tracker needs of a running generation: its ids, its last known API state and its deadline's start.
+    """What the tracker needs of a running generation: its ids, its last known API state, its deadline's start, and
+    where its status message is (to show its progress).
 
     A tuple rather than a dataclass: every cycle makes one per running generation."""
 
@@ -95,6 +110,8 @@ class TrackedGeneration(NamedTuple):
     api_id: str
     api_state: str | None
     started_at: float
+    channel_id: int = 0
+    status_message_id: int | None = None
 
 
 class StorageUnavailable(Exception):

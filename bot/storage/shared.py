@@ -72,6 +72,7 @@ def generation_from_row(row: Row) -> Generation:
         queue_attempts=row["queue_attempts"],
         not_before=row["not_before"],
         limits_exempt=bool(row["limits_exempt"]),
+        upload_limit=row["upload_limit"],
     )
 
 

@@ -18,6 +18,7 @@ from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
     TABLES,
+    HistorySlice,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -139,6 +140,22 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE state IN ('submitting', 'running', 'checking');
     CREATE INDEX generations_queued_by_member ON generations (guild_id, requester_id) WHERE state = 'queued';
     """,
+    # History pages: a server's generations, or one member's there, in id order (keyset paging); short ids.
+    """
+    CREATE INDEX generations_history ON generations (guild_id, id);
+    CREATE INDEX generations_member_history ON generations (guild_id, requester_id, id);
+    CREATE INDEX generations_short_id ON generations (guild_id, substr(api_id, 1, 8));
+    """,
+    # Live progress and kept videos: the upload limit Discord gave with the request, when a job's ending reached its
+    # status message (those that ended before this version count as shown), and whether a server keeps videos.
+    """
+    ALTER TABLE generations ADD COLUMN upload_limit INTEGER;
+    ALTER TABLE generations ADD COLUMN status_shown_at REAL;
+    UPDATE generations SET status_shown_at = finished_at WHERE finished_at IS NOT NULL;
+    ALTER TABLE guild_limits ADD COLUMN keep_videos INTEGER;
+    CREATE INDEX generations_unshown ON generations (finished_at)
+        WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL;
+    """,
     # Each row in 'submitting' names the process that sent its create: others take it over only once it is gone.
     """
     ALTER TABLE generations ADD COLUMN owner TEXT;
@@ -158,7 +175,7 @@ _COLUMNS = (
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
-    "limits_exempt"
+    "limits_exempt, upload_limit"
 )
 
 
@@ -167,7 +184,7 @@ _API_UPDATE = (
     " video_url = COALESCE(?, video_url), thumbnail_url = COALESCE(?, thumbnail_url),"
     " last_frame_url = COALESCE(?, last_frame_url), failure_reason = COALESCE(?, failure_reason),"
     " credits_used = COALESCE(?, credits_used), usd_spent = COALESCE(?, usd_spent),"
-    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?"
+    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END, updated_at = ?, status_shown_at = NULL"
     " WHERE id = ? AND state = ?"
 )
 _TIME_OUT = (
@@ -264,6 +281,27 @@ def _queue_query(guild_id: int, requester_id: int, now: float, counts: UsageCoun
         ((guild_id,) if counts.server_running else ())
         + (guild_id, requester_id, guild_id, requester_id, now, guild_id, now),
     )
+
+
+def history_query(page: HistorySlice) -> tuple[str, list[object]]:
+    """The WHERE, ORDER and LIMIT of a history page: the server (and member) first, then the id, as the history
+    indexes are ordered, so a page is read from the index without sorting, however long the history."""
+    where = ["guild_id = ?"]
+    params: list[object] = [page.guild_id]
+    if page.requester_id is not None:
+        where.append("requester_id = ?")
+        params.append(page.requester_id)
+    if page.channel_ids is not None:
+        where.append(f"channel_id IN ({', '.join('?' * len(page.channel_ids))})" if page.channel_ids else "0")
+        params.extend(sorted(page.channel_ids))
+    if page.before_id is not None:
+        where.append("id < ?")
+        params.append(page.before_id)
+    if page.after_id is not None:
+        where.append("id > ?")
+        params.append(page.after_id)
+    order = "ASC" if page.after_id is not None else "DESC"
+    return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?", [*params, page.limit]
 
 
 def _in_flight_query(row_id: int, max_running: int, server_cap: int) -> Query:
@@ -596,7 +634,7 @@ class SqliteStore:
         await self._write(
             "UPDATE generations SET api_id = ?, api_state = ?, state = ?, submitted_at = ?, updated_at = ?,"
             " failure_reason = NULL, next_check_at = NULL, finished_at = NULL, announced_at = NULL,"
-            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL"
+            " announce_claimed_at = NULL, announce_attempts = 0, delivery = NULL, status_shown_at = NULL"
             f" WHERE id = ? AND api_id IS NULL AND state IN ({marks})",
             (api.id, api.state, State.RUNNING.value, now, now, row_id, *states),
         )
@@ -678,7 +716,33 @@ class SqliteStore:
             background=True,
         )
 
+    async def mark_status_shown(self, row_ids: Sequence[int], now: float) -> None:
+        """These rows' endings reached their status messages (or never can): no sweep looks at them again."""
+        if not row_ids:
+            return
+        marks = ", ".join("?" for _ in row_ids)
+        await self._write(
+            f"UPDATE generations SET status_shown_at = ? WHERE id IN ({marks}) AND finished_at IS NOT NULL",
+            (now, *row_ids),
+            background=True,
+        )
+
     # --- generations: reading ---------------------------------------------------------------------------
+
+    async def status_generation(self, row_id: int) -> Generation | None:
+        """A row as its status message shows it (read beside the commands, never in their way)."""
+        row = await _one(self._background_reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
+        return generation_from_row(row) if row else None
+
+    async def unshown_endings(self, since: float) -> list[Generation]:
+        """Jobs that ended since `since` whose status message does not show it yet, oldest first."""
+        rows = await _all(
+            self._background_reads,
+            f"SELECT {_COLUMNS} FROM generations WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL"
+            " AND finished_at IS NOT NULL AND finished_at >= ? ORDER BY finished_at, id",
+            (since,),
+        )
+        return [generation_from_row(row) for row in rows]
 
     async def get(self, row_id: int) -> Generation | None:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE id = ?", (row_id,))
@@ -718,6 +782,12 @@ class SqliteStore:
         row = await _one(self._reads, f"SELECT {_COLUMNS} FROM generations WHERE api_id = ?", (api_id,))
         return generation_from_row(row) if row else None
 
+    async def find_by_short_id(self, guild_id: int, short_id: str) -> list[Generation]:
+        # The WHERE spells out the expression of generations_short_id, so that SQLite seeks it.
+        return await self._select(
+            "WHERE guild_id = ? AND substr(api_id, 1, 8) = ? ORDER BY id DESC LIMIT 2", (guild_id, short_id)
+        )
+
     async def running(self) -> list[Generation]:
         """Generations the API is working on, oldest first."""
         return await self._select("WHERE state = ? AND api_id IS NOT NULL ORDER BY id", (State.RUNNING.value,))
@@ -727,7 +797,8 @@ class SqliteStore:
         # The index's own condition is spelled out: SQLite uses a partial index only when the query implies it.
         rows = await _all(
             self._background_reads,
-            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at) FROM generations"
+            f"SELECT id, api_id, api_state, COALESCE(submitted_at, created_at), channel_id, status_message_id"
+            " FROM generations"
             f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL ORDER BY id",
         )
         return [TrackedGeneration._make(row) for row in rows]
@@ -761,15 +832,31 @@ class SqliteStore:
             (guild_id, requester_id, limit),
         )
 
-    async def search_references(self, guild_id: int, text: str, limit: int = 25) -> list[Generation]:
+    async def search_references(
+        self,
+        guild_id: int,
+        text: str,
+        limit: int = 25,
+        *,
+        requester_id: int | None = None,
+        finished_only: bool = False,
+    ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return await self._select(
-            "WHERE guild_id = ? AND api_id IS NOT NULL"
-            " AND (api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            (guild_id, pattern, pattern, limit),
-        )
+        where = ["guild_id = ?", "api_id IS NOT NULL", "(api_id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\')"]
+        params: list[object] = [guild_id, pattern, pattern]
+        if requester_id is not None:
+            where.append("requester_id = ?")
+            params.append(requester_id)
+        if finished_only:
+            where.append("state = ?")
+            params.append(State.COMPLETED.value)
+        return await self._select(f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    async def history_page(self, page: HistorySlice) -> list[Generation]:
+        rows = await self._select(*history_query(page))
+        # The page just newer than a row is read upwards from it, then turned newest first.
+        return rows[::-1] if page.after_id is not None else rows
 
     async def _select(self, where: str, params: Sequence[object]) -> list[Generation]:
         return [
@@ -811,6 +898,7 @@ class SqliteStore:
         decide: Callable[[Usage], bool] | None,
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
+        upload_limit: int | None = None,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
@@ -827,7 +915,8 @@ class SqliteStore:
             cursor = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, limits_exempt, upload_limit, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind.value,
                     guild_id,
@@ -845,6 +934,7 @@ class SqliteStore:
                     now if queued else None,
                     None if queued else now,
                     int(limits_exempt),
+                    upload_limit,
                     None if queued else self.process_id,
                 ),
             )
@@ -958,11 +1048,12 @@ class SqliteStore:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await _one(
             self._reads,
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos FROM guild_limits WHERE guild_id = ?",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
+        keep = row["keep_videos"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await _all(
             self._reads,
@@ -979,6 +1070,7 @@ class SqliteStore:
             blocked_phrases=tuple(entries[RuleEntry.BLOCKED_PHRASE]),
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
+            keep_videos=bool(keep),
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -990,6 +1082,9 @@ class SqliteStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"keep_videos": int(keep)}, now)
 
     async def _upsert_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
         if not values:

@@ -19,6 +19,10 @@ every object schema that lists its ``properties`` is additionally closed with
 ``unevaluatedProperties: false``: an unknown field is reported as an error. A few fields that discord.py
 2.7 always sends and Discord accepts, but that the description omits, are tolerated
 (:data:`DISCORD_PY_EXTRAS`), so that only the bot's own mistakes show up.
+
+Beside the description, every body is checked against Discord's documented size limits that the description leaves
+out or states more loosely (2000 characters of content, 6000 per message's embeds, unique custom ids, ...): see
+``discord_text_limits.py``. ``check_limits=False`` turns that off.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from .discord_text_limits import limit_errors
 
 __all__ = ["DISCORD_PY_EXTRAS", "SPEC_ENV_VAR", "RequestValidator", "default_spec_path", "load_validator"]
 
@@ -118,11 +124,13 @@ class RequestValidator:
         strict: bool = True,
         tolerated: Mapping[str, Mapping[str, Any]] = DISCORD_PY_EXTRAS,
         source: str = "<memory>",
+        check_limits: bool = True,
     ) -> None:
         # Work on a private copy: the rewrites below must not leak into a caller's dict.
         document: dict[str, Any] = copy.deepcopy(dict(spec))
         self.source = source
         self.strict = strict
+        self.check_limits = check_limits
         self.openapi_version: str = str(document.get("openapi", ""))
         if self.openapi_version.startswith("3.0"):
             _rewrite_nullable(document)
@@ -182,8 +190,16 @@ class RequestValidator:
 
     # -- validation ---------------------------------------------------------------------------------------
 
-    def validate(self, method: str, path: str, body: Any) -> list[str]:
-        """Errors for a JSON request body (``None`` = no body). An empty list means valid."""
+    def validate(self, method: str, path: str, body: Any, *, parts: Iterable[str] = ()) -> list[str]:
+        """Errors for a JSON request body (``None`` = no body), by the description and by Discord's size limits.
+        An empty list means valid. `parts`: the part names of a multipart body this one came in."""
+        errors = self._validate_schema(method, path, body)
+        template = self.match_path(path)
+        if self.check_limits and template is not None:
+            errors += limit_errors(method, template, body, parts)
+        return errors
+
+    def _validate_schema(self, method: str, path: str, body: Any) -> list[str]:
         template = self.match_path(path)
         if template is None:
             return [f"{method.upper()} {_strip(path)}: no such path in Discord's API description"]
@@ -222,7 +238,7 @@ class RequestValidator:
         unexpected = [name for name in fields if name != "payload_json" and not re.fullmatch(r"files\[\d+\]", name)]
         if unexpected:
             errors.append(f"{method.upper()} {_strip(path)}: unexpected multipart fields {sorted(unexpected)}")
-        return errors + self.validate(method, path, body)
+        return errors + self.validate(method, path, body, parts=list(fields))
 
     def _validator_for(self, method: str, template: str) -> Draft202012Validator | None:
         key = (method, template)

@@ -49,7 +49,7 @@ from .fake_discord import (
 STEP = 10.0  # upper bound for any single wait of a test
 ACK_DEADLINE = 3.0  # Discord's: an interaction not acknowledged by then "failed"
 START_TIMEOUT = 20.0  # a bot start: interpreter, imports, login, command sync, gateway
-BOT_COMMANDS = ("generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel")
+BOT_COMMANDS = ("generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help")
 ANNOUNCEMENT_KINDS = (MessageKind.CHANNEL, MessageKind.DM)
 EPHEMERAL = 1 << 6
 GENERATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?::[\w./-]+)?")
@@ -434,13 +434,19 @@ def default_simulator() -> SimulatorConfig:
 
 @contextlib.asynccontextmanager
 async def running_e2e(
-    tmp_path: Path, simulator: SimulatorConfig | None = None, world: World | None = None
+    tmp_path: Path, simulator: SimulatorConfig | None = None, world: World | None = None, **fake_options: Any
 ) -> AsyncIterator[E2E]:
-    """The simulator and the fake Discord, and the bot processes the test starts (killed at the end)."""
-    async with run_simulator(simulator or default_simulator()) as sim, run_fake_discord(world=world) as fake:
+    """The simulator and the fake Discord (with `fake_options`, e.g. ``rate_limits=``), and the bot processes the
+    test starts (killed at the end)."""
+    async with (
+        run_simulator(simulator or default_simulator()) as sim,
+        run_fake_discord(world=world, **fake_options) as fake,
+    ):
         e2e = E2E(tmp_path, fake, sim)
         try:
             yield e2e
+            # Every body the bot sent in the run, whatever the test looked at: Discord's description and limits.
+            assert fake.schema_errors == [], "the bot sent bodies Discord would refuse"
         finally:
             await e2e.close()
 

@@ -96,6 +96,9 @@ async def test_generate_announce_status_and_extend(e2e: E2E, model: str) -> None
     assert all(len(choice["name"]) <= 100 for choice in choices)
     typing = await fake.send_autocomplete("extend", {"generation_id": "otter"}, "generation_id", user=alice)
     assert (await typing.wait_response(3)).choices == []
+    # To build on: the caller's finished videos only, never the failed one.
+    typing = await fake.send_autocomplete("extend", {"generation_id": ""}, "generation_id", user=alice)
+    assert {choice["value"] for choice in (await typing.wait_response(3)).choices} == {generation_id, extension_id}
 
     # /extend of a video that is not finished yet is refused with the reason.
     e2e.sim.config.complete_after = 3600.0

@@ -26,6 +26,7 @@ from .fake_discord import (
     FakeDiscord,
     InteractionHandle,
     MessageKind,
+    RateLimits,
     run_fake_discord,
 )
 from .worlds import many_servers
@@ -646,3 +647,58 @@ async def test_an_invalid_shard_is_refused_with_4010(shard: list[int]) -> None:
     async with run_fake_discord(recommended_shards=2, validate_schema=False) as fake, raw_shard(fake, shard) as raw:
         closing = await raw.ws.receive(timeout=STEP)
         assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 4010
+
+
+# Rate limits and token lifetime, as configured
+# ------------------------------------------------------------------------------------------------------------
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_rate_limits_refuse_what_a_bucket_cannot_take_and_say_when_to_come_back() -> None:
+    clock = ManualClock()
+    limits = RateLimits(clock=clock)
+    async with run_fake_discord(rate_limits=limits) as fake, aiohttp.ClientSession() as session:
+        auth = {"Authorization": f"Bot {fake.token}"}
+        general, videos = fake.general.id, fake.videos.id
+
+        async def edit(channel_id: int, message_id: str) -> aiohttp.ClientResponse:
+            url = f"{fake.api_base}/channels/{channel_id}/messages/{message_id}"
+            async with session.patch(url, json={"content": "edited"}, headers=auth) as response:
+                await response.read()
+                return response
+
+        made = {}
+        for channel_id in (general, videos):
+            url = f"{fake.api_base}/channels/{channel_id}/messages"
+            async with session.post(url, json={"content": "to edit"}, headers=auth) as response:
+                made[channel_id] = (await response.json())["id"]
+        answers = [await edit(general, made[general]) for _ in range(6)]
+        assert [a.status for a in answers] == [200] * 5 + [429]
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers[:5]] == ["4", "3", "2", "1", "0"]
+        refused = answers[5]
+        assert refused.headers["Via"] and float(refused.headers["X-RateLimit-Reset-After"]) == pytest.approx(5.0)
+        assert (await edit(videos, made[videos])).status == 200  # another channel is another bucket
+        clock.now += 5.0
+        assert (await edit(general, made[general])).status == 200  # the window is over
+    assert limits.refused("PATCH /channels/{channel_id}/messages/{message_id}") == 1
+    assert (
+        limits.busiest_window("PATCH /channels/{channel_id}/messages/{message_id}", f"channel_id={general}", 5.0) == 6
+    )  # the refused one was counted too: what the bot asked, not what it got
+
+
+async def test_an_interaction_token_is_refused_after_the_configured_lifetime() -> None:
+    async with run_fake_discord(token_lifetime=0.3) as fake, running_bot(fake) as bot:
+        handle = await fake.send_interaction("later", user=fake.alice)
+        await handle.wait_response()
+        await asyncio.sleep(0.4)  # past the lifetime (a slower machine only waits longer)
+        bot.release_later.set()
+        outcome = await asyncio.wait_for(bot.later_outcome, STEP)
+    assert isinstance(outcome, discord.HTTPException)
+    assert outcome.status == 401 and outcome.code == 50027

@@ -77,3 +77,15 @@ def many_servers(count: int) -> World:
 SPREAD_GUILD_BASE = 1210000000000000000
 SPREAD_CHANNEL_BASE = 1310000000000000000
 SPREAD_ROLE_BASE = 1410000000000000000
+
+
+STUDIO_CHANNELS_FROM = 1300000000000000100
+
+
+def studio_channels(count: int) -> World:
+    """The default world with `count` more text channels in its first server ("studio-0", "studio-1", ...)."""
+    world = default_world()
+    guild = world.guilds[0]
+    for n in range(count):
+        guild.add_channel(FakeChannel(STUDIO_CHANNELS_FROM + n, f"studio-{n}", position=2 + n))
+    return world

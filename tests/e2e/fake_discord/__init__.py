@@ -41,6 +41,7 @@ Layout, by concern:
 * ``gateway``, ``messages``, ``rest`` - the websocket, the message store, the REST entry with its faults;
 * ``routes/`` - REST routes by resource: ``guilds`` (users, application, guilds, channels), ``messages``,
   ``commands``, ``interactions`` (callbacks and webhooks);
+* ``ratelimits`` - Discord's per-route and global rate limits, enforced when the fake is given them;
 * ``members`` - driving the bot like members would;
 * ``server`` - :class:`FakeDiscord`, composed of the parts above, and :func:`run_fake_discord`.
 """
@@ -64,6 +65,7 @@ from .constants import (
 )
 from .interaction_handle import InteractionHandle
 from .plumbing import shard_for
+from .ratelimits import RateLimits, RouteLimit
 from .records import (
     CommandSync,
     CommandUnavailableError,
@@ -122,9 +124,11 @@ __all__ = [
     "MessageKind",
     "OptionType",
     "Perm",
+    "RateLimits",
     "RawValue",
     "RecordedPart",
     "RecordedRequest",
+    "RouteLimit",
     "World",
     "compute_permissions",
     "default_world",

@@ -32,6 +32,7 @@ from .plumbing import (
     compile_template,
     snowflake,
 )
+from .ratelimits import RateLimits
 from .records import CommandSync, CommandUnavailableError, FakeMessage, GatewayFrame, RecordedRequest
 from .world import FakeChannel, FakeGuild, FakeMember, FakeUser, World, compute_permissions, default_world
 
@@ -57,6 +58,7 @@ class FakeCore:
         echo_messages: bool = True,
         allowed_privileged_intents: int = Intents.PRIVILEGED,
         recommended_shards: int = 1,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         """
         ack_deadline: seconds within which an interaction callback is accepted (None = never refuse).
@@ -72,6 +74,8 @@ class FakeCore:
             :attr:`recommended_shards`). Sessions that IDENTIFY with ``shard: [id, count]`` get the READY guilds,
             GUILD_CREATEs, interactions and messages of their guilds only (``(guild_id >> 22) % count``; DMs on
             shard 0).
+        rate_limits: Discord's per-route and global rate limits, enforced (429 with Discord's headers) and
+            recorded in :attr:`rate_limits`; None (the default) answers every request without them.
         """
         self.world = world or default_world()
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -82,6 +86,7 @@ class FakeCore:
         self.echo_messages = echo_messages
         self.allowed_privileged_intents = allowed_privileged_intents
         self.recommended_shards = recommended_shards
+        self.rate_limits = rate_limits
         self.validator: RequestValidator | None = validator
         if self.validator is None and validate_schema:
             self.validator = load_validator()

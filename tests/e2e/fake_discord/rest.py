@@ -21,6 +21,7 @@ from aiohttp import BodyPartReader, web
 from .constants import API_PREFIX, JSON, Payload
 from .core import FakeCore
 from .plumbing import SERVER_ERROR_MESSAGES, Delay, HTTPError, Incoming, Injection, Route, UserRef, json_response
+from .ratelimits import Verdict
 from .records import RecordedPart, RecordedRequest
 from .world import FakeChannel
 
@@ -238,12 +239,25 @@ class RestServer(FakeCore):
         injected = self._injected_response(incoming.method, incoming.path)
         if injected is not None:
             return injected
+        verdict = self._rate_limit(route, params)
+        if verdict is not None and not verdict.allowed:
+            return json_response(verdict.body(), 429, verdict.headers(time.time()))
         if errors and self.reject_invalid_bodies:
             return json_response({"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400)
         try:
-            return await route.handler(incoming, params)
+            response = await route.handler(incoming, params)
         except HTTPError as error:
-            return json_response(error.body, error.status)
+            response = json_response(error.body, error.status)
+        if verdict is not None:
+            response.headers.update(verdict.headers(time.time()))
+        return response
+
+    def _rate_limit(self, route: Route, params: dict[str, str]) -> Verdict | None:
+        """Count the request against Discord's limits, when the fake enforces them. Interaction callbacks and
+        webhooks (they need no bot token) are outside the bot's global limit, as on Discord."""
+        if self.rate_limits is None:
+            return None
+        return self.rate_limits.check(f"{route.method} {route.template}", params, counts_globally=route.auth)
 
     def _check_schema(self, incoming: Incoming) -> list[str]:
         if self.validator is None:
