@@ -2,7 +2,8 @@
 
 Each piece of periodic work is taken by lease in the database: a running generation's look-up, a finished one's
 announcement, and the jobs done by one process at a time (reconciliation: looking for lost creates, telling their
-requesters, taking over a dead process's creates in flight). A process that dies stops renewing its leases; they run
+requesters, taking over a dead process's creates in flight, showing endings no status message shows yet; and the
+edits of the queue's places). A process that dies stops renewing its leases; they run
 out and the others take the work over. A lease rather than a partition of the rows between the live processes:
 a partition needs every process to agree, at every moment, on who is alive, and a disagreement means rows looked up
 twice or by nobody; a lease needs nothing but the database's row locks (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and
