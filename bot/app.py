@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from .progress import ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .results import ResultService
+from .sharing import QUEUE_BOARD_JOB, lease_holder
 from .startup import silence_voice_warnings
 from .status_messages import DiscordStatusEditor
 from .storage import GenerationStore, StorageUnavailable
@@ -128,8 +130,12 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
         await answer_failure(interaction, cause, f"Command /{command_name(interaction)}")
 
 
-class VideoBot(commands.Bot):
-    """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
+class VideoBot(commands.AutoShardedBot):
+    """Owns the tracker and the command tree; the settings, storage and API client are given to it.
+
+    Sharded: one process runs the shards the settings name (all that Discord recommends by default). Everything
+    that may concern a server of another process's shards (announcements, edits of status messages) goes through
+    REST with partial messageables, never through the gateway's cache."""
 
     def __init__(
         self,
@@ -141,8 +147,10 @@ class VideoBot(commands.Bot):
         downloader: VideoDownloader | None = None,
     ) -> None:
         silence_voice_warnings()
-        # Timings and 429s of discord.py's own requests, when metrics are on.
-        traced: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        # Timings and 429s of discord.py's own requests, when metrics are on; the shards of this process, if named.
+        options: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        if settings.shard_ids is not None:
+            options["shard_ids"] = list(settings.shard_ids)
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -156,7 +164,8 @@ class VideoBot(commands.Bot):
             # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
             allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
-            **traced,
+            shard_count=settings.shard_count,
+            **options,
         )
         self.settings = settings
         self.metrics = metrics
@@ -195,6 +204,7 @@ class VideoBot(commands.Bot):
             timeout_seconds=settings.queue_timeout_seconds,
             board=QueuePlaces(self.progress),
             edit_interval=0.0,  # the board paces the edits
+            shows_positions=lease_holder(store, QUEUE_BOARD_JOB, settings.poll_interval_seconds),
         )
         self.generations.wake_queue = self.queue_runner.wake
         keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
@@ -210,6 +220,7 @@ class VideoBot(commands.Bot):
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
             progress=self.progress,
+            recover=self.generations.recover_interrupted,
         )
 
     async def _keeps_videos(self, guild_id: int) -> bool:
@@ -218,10 +229,15 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        # Alive in the database before anything else, so that no other process takes this one's work for a dead one's.
+        await self.store.beat(time.time())
         await self.generations.recover_interrupted()
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
-        await self.sync_commands()
+        if self.settings.syncs_commands:
+            await self.sync_commands()
+        else:
+            log.info("Slash commands are synced by the process that runs shard 0")
         self.progress.start()
         self.tracker.start()
 
@@ -235,6 +251,10 @@ class VideoBot(commands.Bot):
         await self.tracker.stop()
         # Edits not sent are lost with the process; endings among them are shown after the restart.
         await self.progress.stop()
+        if not isinstance(self.loop, asyncio.AbstractEventLoop):
+            # Built but never started (neither entered nor logged in, as where its commands are read): nothing is
+            # connected, and discord.py's sharded close needs what starting sets up.
+            return
         await super().close()
 
     def commands_digest(self) -> str:

@@ -44,6 +44,7 @@ from .quota import (
     limits_apply,
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
+from .sharing import GONE_AFTER_SECONDS
 from .storage import GenerationStore, StorageUnavailable, UsageCounts
 from .video_api import ModelStatus
 
@@ -674,10 +675,11 @@ class GenerationService:
         return price
 
     async def recover_interrupted(self) -> list[Generation]:
-        """At start: creates a stop cut off before their answer was stored are looked for (or reported where
-        nothing can find them), never resent."""
+        """At start, and then now and then: creates that a process's stop cut off before their answer was stored are
+        looked for (or reported where nothing can find them), never resent. Only creates of processes that are gone:
+        another process's create in flight is its own to finish."""
         recovered = []
-        for row in await self._store.interrupted_submissions():
+        for row in await self._store.take_over_submissions(self._clock(), GONE_AFTER_SECONDS):
             log.warning("Row %d was being sent when the bot stopped: its outcome is unknown, not resending", row.id)
             recovered.append(await self._look_for(row, requester_told=False))
         return recovered

@@ -22,10 +22,11 @@ async def command_payloads(store: GenerationStore, models: str = "legacy") -> As
     settings = load_settings({"DISCORD_TOKEN": "t", "AIML_API_KEY": "k", "LUMA_MODELS": models})
     async with aiohttp.ClientSession() as session:
         bot = VideoBot(settings, store, LumaClient(session, "http://127.0.0.1:9", settings.aiml_api_key))
-        for extension in EXTENSIONS:
-            await bot.load_extension(extension)
-        yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
-        await bot.close()
+        # Entered as the bot is at start (a sharded client's close needs what entering sets up), never logged in.
+        async with bot:
+            for extension in EXTENSIONS:
+                await bot.load_extension(extension)
+            yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
 
 
 @pytest.fixture

@@ -124,7 +124,9 @@ async def test_three_processes_migrating_at_once_leave_one_schema_at_the_newest_
             await store.close()
         assert (rows, version) == (1, len(MIGRATIONS))
         assert [row[0] for row in tables] == [
+            "bot_leases",
             "bot_meta",
+            "bot_processes",
             "generations",
             "guild_limits",
             "guild_rule_entries",

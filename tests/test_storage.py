@@ -373,6 +373,53 @@ async def test_private_requests_and_the_private_mode_setting_survive_the_migrati
         await opened.close()
 
 
+async def test_on_sqlite_creates_in_flight_of_an_earlier_run_are_taken_over_once_and_never_this_run_s_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    earlier = await SqliteStore.open(path)
+    left = await _insert(earlier, prompt="cut off by a crash")
+    await earlier.close()
+    store = await SqliteStore.open(path)
+    try:
+        own = await _insert(store, prompt="this run's, on its way")
+        [taken] = await store.take_over_submissions(200.0, 15.0)
+        assert taken.id == left.id and taken.state is State.SUBMITTING
+        assert await store.take_over_submissions(300.0, 15.0) == []  # now this run's: taken once
+        assert [g.id for g in await store.interrupted_submissions()] == [left.id, own.id]
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_the_one_process_holds_every_lease(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
+    row = await _insert(store)
+    await store.mark_submitted(row.id, ApiGeneration(id="api-1", state="pending"), 101.0)
+    await store.beat(102.0)
+    assert await store.lease_lookups(103.0, 10.0) == await store.tracked()
+    assert await store.lease_lookups(104.0, 10.0) == await store.tracked()  # no lease shuts it out on SQLite
+    assert await store.lease_announcement(row.id, 105.0, 15.0) is None  # not finished
+    await store.apply_api_update(row.id, ApiGeneration(id="api-1", state="completed", video_url="https://v"), 106.0)
+    leased = await store.lease_announcement(row.id, 107.0, 15.0)
+    assert leased is not None and leased.id == row.id
+    assert await store.hold_lease("reconcile", 108.0, 15.0)
+
+
+async def test_a_notice_is_claimed_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    first, second = await SqliteStore.open(path), await SqliteStore.open(path)
+    try:
+        assert await first.claim_notice("low-balance", 1000.0, 3600.0)
+        assert not await second.claim_notice("low-balance", 1001.0, 3600.0)
+        assert not await first.claim_notice("low-balance", 4599.0, 3600.0)
+        assert await second.claim_notice("other", 4599.0, 3600.0)  # each notice on its own
+        assert await second.claim_notice("low-balance", 4600.0, 3600.0)
+        assert not await first.claim_notice("low-balance", 4601.0, 3600.0)
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_endings_not_yet_on_their_status_message_are_found_until_marked_shown(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(4)]
     for n, row in enumerate(rows):
@@ -431,6 +478,9 @@ async def test_the_upload_limit_and_the_keep_videos_setting_are_kept(store: Gene
 async def test_endings_of_the_schema_before_live_progress_count_as_shown(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     before = next(number for number, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
+
+
+    before = next(n for n, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
     with sqlite3.connect(path) as old:
         for number, script in enumerate(storage.MIGRATIONS[:before], start=1):
             old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -27,7 +27,7 @@ from .records import (
     UsageCounts,
     UsageReport,
 )
-from .shared import WriteTrouble, generation_from_row, queue_usage
+from .shared import WriteTrouble, generation_from_row, new_process_id, queue_usage
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE generations ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE guild_limits ADD COLUMN private_mode INTEGER;
+    """,
+    # Each row in 'submitting' names the process that sent its create: others take it over only once it is gone.
+    """
+    ALTER TABLE generations ADD COLUMN owner TEXT;
     """,
 )
 
@@ -356,6 +360,7 @@ class SqliteStore:
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
         self._write_trouble = WriteTrouble()
+        self.process_id = new_process_id()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -919,8 +924,8 @@ class SqliteStore:
             cursor = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt, upload_limit, private)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, limits_exempt, upload_limit, private, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kind.value,
                     guild_id,
@@ -940,6 +945,7 @@ class SqliteStore:
                     int(limits_exempt),
                     upload_limit,
                     int(private),
+                    None if queued else self.process_id,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -995,8 +1001,9 @@ class SqliteStore:
             claimed = 0
             if not full:
                 claimed = connection.execute(
-                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-                    (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ?, owner = ?"
+                    " WHERE id = ? AND state = ?",
+                    (State.SUBMITTING.value, now, now, self.process_id, row_id, State.QUEUED.value),
                 ).rowcount
             return claimed
 
@@ -1146,4 +1153,49 @@ class SqliteStore:
         await self._write(
             "INSERT INTO bot_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
+        )
+
+    # --- sharing the work between processes: on SQLite the bot is one process, which holds every lease ---------
+
+    async def beat(self, now: float) -> None:
+        """Nothing to note: no other process waits to take over."""
+
+    async def lease_lookups(self, now: float, lease_seconds: float) -> list[TrackedGeneration]:
+        return await self.tracked()
+
+    async def lease_announcement(self, row_id: int, now: float, lease_seconds: float) -> Generation | None:
+        return await self.unannounced_generation(row_id)
+
+    async def hold_lease(self, name: str, now: float, lease_seconds: float) -> bool:
+        return True
+
+    async def take_over_submissions(self, now: float, gone_after: float) -> list[Generation]:
+        """Every row in 'submitting' that this process did not send: on SQLite any other process is gone (an earlier
+        run of the bot)."""
+        # Looked for first through the partial index (its condition spelled out): the usual answer is none.
+        waiting = await _one(
+            self._background_reads,
+            f"SELECT 1 FROM generations WHERE {_IN_FLIGHT} AND state = 'submitting' AND owner IS NOT ? LIMIT 1",
+            (self.process_id,),
+        )
+        if waiting is None:
+            return []
+
+        def take(connection: sqlite3.Connection) -> list[int]:
+            rows = connection.execute(
+                "UPDATE generations SET owner = ? WHERE state = 'submitting' AND owner IS NOT ? RETURNING id",
+                (self.process_id, self.process_id),
+            ).fetchall()
+            return sorted(int(row[0]) for row in rows)
+
+        taken = await self._run_write(take)
+        return [generation for row_id in taken if (generation := await self.get(row_id)) is not None]
+
+    async def claim_notice(self, key: str, now: float, interval: float) -> bool:
+        return bool(
+            await self._write_count(
+                "INSERT INTO bot_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(bot_meta.value AS REAL) <= ?",
+                (f"notice:{key}", repr(now), now - interval),
+            )
         )

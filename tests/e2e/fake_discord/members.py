@@ -260,7 +260,7 @@ class MemberActions(CommandRoutes, MessageStore):
         _, target = self._place(author, guild, channel, dm)
         payload = self._message_payload(target, author, {"content": content}, [], mtype=0)
         message = self._emit_new(payload, target, MessageKind.MEMBER, author_id=author.id, body={"content": content})
-        for session in [s for s in self._sessions.values() if s.ready]:
+        for session in self._sessions_for(message.guild_id):
             event = self._gateway_message(message, session.intents, own=False)
             if event is not None:
                 await self._dispatch(session, "MESSAGE_CREATE", event)
@@ -336,9 +336,13 @@ class MemberActions(CommandRoutes, MessageStore):
         return payload, handle
 
     async def _dispatch_interaction(self, payload: Payload, handle: InteractionHandle) -> InteractionHandle:
-        session = self._ready_session()
+        session = self._ready_session(handle.guild_id)
         if session is None:
-            raise RuntimeError("the bot is not connected to the fake gateway (use wait_until_connected())")
+            raise RuntimeError(
+                f"no session of the bot gets guild {handle.guild_id}'s events on the fake gateway "
+                "(use wait_until_connected(), or wait_until_shards_connected() when sharded)"
+            )
+        handle.shard = session.shard_id
         # Registered before sending: the bot may answer before the send below returns.
         self.interactions[handle.id] = handle
         self._interactions_by_token[handle.token] = handle

@@ -365,7 +365,7 @@ class MessageStore(GatewayServer):
     async def _echo(self, message: FakeMessage, event: str) -> None:
         if not self.echo_messages:
             return
-        for session in [s for s in self._sessions.values() if s.ready]:
+        for session in self._sessions_for(message.guild_id):
             data = self._gateway_message(message, session.intents, own=True)
             if data is not None:
                 await self._dispatch(session, event, data)

@@ -52,6 +52,7 @@ class GatewayFrame:
     s: int | None
     d: JSON = field(repr=False)  # tokens in IDENTIFY/RESUME are redacted
     time: float
+    shard: int | None = None  # the shard of the connection's session; None before IDENTIFY or when unsharded
 
 
 @dataclass(frozen=True)
