@@ -479,7 +479,6 @@ async def test_endings_of_the_schema_before_live_progress_count_as_shown(tmp_pat
     path = tmp_path / "old.sqlite3"
     before = next(number for number, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
 
-
     before = next(n for n, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
     with sqlite3.connect(path) as old:
         for number, script in enumerate(storage.MIGRATIONS[:before], start=1):
