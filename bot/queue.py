@@ -255,13 +255,16 @@ class QueueRunner:
                 user_cap and running.get((row.guild_id, row.requester_id), 0) >= user_cap
             ):
                 continue
+            # Stamped when the slot is taken, not when the pass began: the reads above may have waited while the
+            # slot freed, and the wait shown in /usage runs until the job starts.
+            claimed_at = self._clock()
             claimed = await self._store.claim_queued(
-                row.id, now, max_running=self._max_running, server_cap=server_cap, user_cap=user_cap
+                row.id, claimed_at, max_running=self._max_running, server_cap=server_cap, user_cap=user_cap
             )
             if claimed is None:
                 return True  # a direct command took the slot meanwhile: count again
-            log.info("Row %d leaves the queue after %.0f s", row.id, now - (row.queued_at or now))
-            self._left[row.id] = now
+            log.info("Row %d leaves the queue after %.0f s", row.id, claimed_at - (row.queued_at or claimed_at))
+            self._left[row.id] = claimed_at
             task = asyncio.create_task(self._sender.send_queued(claimed), name=f"send-queued-{row.id}")
             self._sending.add(task)
             task.add_done_callback(self._sent)

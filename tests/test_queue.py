@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -353,6 +354,33 @@ async def test_usage_counts_the_jobs_that_waited_and_their_median_wait(
     assert summary.waited == 2 and summary.median_wait == pytest.approx((61 + 122) / 2)
     fields = {field.name: field.value for field in usage_embed(summary).fields}
     assert fields["Waited in the queue"] == "2, median wait 2 min"
+
+
+async def test_a_slot_that_frees_while_a_pass_reads_counts_the_wait_until_the_job_took_it(
+    store: GenerationStore, api: LumaClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = Bot(store, api, clock, max_running=1)
+    await bot.generate(ALICE, "starts at once")
+    # The next pass of the queue is held inside its first read while the running job finishes and a minute passes.
+    reading, resume = asyncio.Event(), asyncio.Event()
+    read_queue = store.queued
+
+    async def held_read() -> list[Generation]:
+        if not reading.is_set():
+            reading.set()
+            await resume.wait()
+        return await read_queue()
+
+    monkeypatch.setattr(store, "queued", held_read)
+    waiting = await bot.generate(BOB, "waits one round")
+    await reading.wait()
+    clock.advance(61)
+    await bot.tracker.poll()
+    resume.set()
+    await bot.settle()
+    assert (await bot.service.current(waiting)).state is State.RUNNING
+    summary = await bot.moderation.usage(1, 1)
+    assert summary.waits == (61.0,)
 
 
 async def test_a_job_that_waited_long_and_lost_its_create_answer_is_still_found_by_when_it_was_sent(
