@@ -83,10 +83,14 @@ RATE_LIMIT_BACKOFF_MAX_SECONDS = 300.0
 BALANCE_BACKOFF_SECONDS = 60.0
 
 
-def checking_note(schedule: CheckSchedule, *, restarted: bool = False) -> str:
-    """What the requester of a create with an unknown outcome is told while the bot looks for it."""
+def checking_note(schedule: CheckSchedule, *, interrupted: bool = False) -> str:
+    """What the requester of a create with an unknown outcome is told while the bot looks for it. `interrupted`: the
+    process sending it stopped (the bot restarted, or another of its processes took the request over); members hear
+    only that the sending was cut off, not how the bot runs."""
     cause = (
-        "The bot restarted while sending this request" if restarted else "The video service did not answer this request"
+        "The bot was interrupted while sending this request"
+        if interrupted
+        else "The video service did not answer this request"
     )
     minutes = schedule.window_minutes
     return (
@@ -680,7 +684,7 @@ class GenerationService:
         another process's create in flight is its own to finish."""
         recovered = []
         for row in await self._store.take_over_submissions(self._clock(), GONE_AFTER_SECONDS):
-            log.warning("Row %d was being sent when the bot stopped: its outcome is unknown, not resending", row.id)
+            log.warning("Row %d was being sent when its process stopped: its outcome is unknown, not resending", row.id)
             recovered.append(await self._look_for(row, requester_told=False))
         return recovered
 
@@ -697,7 +701,7 @@ class GenerationService:
                 sent_at,
                 error,
             )
-            return await self._look_for(row, requester_told=requester_told, restarted=False)
+            return await self._look_for(row, requester_told=requester_told, interrupted=False)
         log.warning(
             "Create for row %d has an unknown outcome: %s. Not resending. %s keeps no list of generations, so check "
             "by hand for one made at about %s UTC with prompt %r (server %d, channel %d, member %d); "
@@ -712,10 +716,10 @@ class GenerationService:
             row.requester_id,
             row.id,
         )
-        await self._look_for(row, requester_told=requester_told, restarted=False)
+        await self._look_for(row, requester_told=requester_told, interrupted=False)
         raise UserFacingError(NO_LIST_UNCONFIRMED) from error
 
-    async def _look_for(self, row: Generation, *, requester_told: bool, restarted: bool | None = None) -> Generation:
+    async def _look_for(self, row: Generation, *, requester_told: bool, interrupted: bool | None = None) -> Generation:
         """Hand a create with an unknown outcome to reconciliation (or, where nothing can find it, to the tracker's
         report); the requester hears the outcome either way."""
         now = self._clock()
@@ -726,7 +730,9 @@ class GenerationService:
                 lambda: self._store.mark_unconfirmed(row.id, NO_LIST_UNCONFIRMED, now, requester_told=requester_told),
             )
         next_check_at, check_until = self._check_schedule.start(now)
-        note = checking_note(self._check_schedule, restarted=not requester_told if restarted is None else restarted)
+        note = checking_note(
+            self._check_schedule, interrupted=not requester_told if interrupted is None else interrupted
+        )
         return await self._record(
             replace(row, state=State.CHECKING, failure_reason=note),
             lambda: self._store.mark_checking(

@@ -329,7 +329,7 @@ async def test_sigterm_during_a_create_in_flight_still_tells_the_requester(e2e: 
     await e2e.wait_announcement(comet)
     told = messages_saying(e2e, prompt)
     # Found at the first look after the restart, the video itself may be the first word the requester gets.
-    notices = [text for text in told if "restarted while sending" in text]
+    notices = [text for text in told if "interrupted while sending" in text]
     assert len(notices) <= 1 and all(comet not in text for text in notices)
     assert len([text for text in told if comet in text]) == 1 == len(told) - len(notices)
     assert not [m for m in in_flight.messages if m.ephemeral and "try again" in m.text]
