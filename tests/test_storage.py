@@ -14,6 +14,7 @@ from bot.models import ApiGeneration, Delivery, GenerationOptions, Kind, State
 from bot.quota import ServerLimits
 from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, TrackedGeneration, UsageCounts
 from bot.storage import sqlite as storage
+from bot.storage.shared import new_process_id
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
 
@@ -87,16 +88,20 @@ async def test_a_generation_finishes_once(store: GenerationStore) -> None:
     assert await store.unannounced() == []
 
 
-async def test_interrupted_submissions_are_found_and_can_be_handed_to_reconciliation(store: GenerationStore) -> None:
+async def test_interrupted_submissions_are_taken_over_and_can_be_handed_to_reconciliation(
+    store: GenerationStore,
+) -> None:
     stuck = await _insert(store)
     sent = await _insert(store)
     await store.mark_submitted(sent.id, ApiGeneration(id="api-2", state="pending"), 101.0)
-    assert [g.id for g in await store.interrupted_submissions()] == [stuck.id]
+    store.process_id = new_process_id()  # the process that sent them stopped; another takes its creates over
+    assert [g.id for g in await store.take_over_submissions(200.0, 15.0)] == [stuck.id]
     checking = await store.mark_checking(
         stuck.id, "looking", 300.0, next_check_at=330.0, check_until=3900.0, requester_told=False
     )
     assert checking.state is State.CHECKING and checking.notice_sent_at is None
-    assert await store.interrupted_submissions() == []
+    store.process_id = new_process_id()  # and that one stopped too: a row being looked for is not taken again
+    assert await store.take_over_submissions(400.0, 15.0) == []
     assert await store.unannounced() == []  # nothing to announce until it is found or given up
     adopted = await store.adopt(stuck.id, ApiGeneration(id="api-1", state="pending"), 400.0)
     assert adopted.state is State.RUNNING and adopted.api_id == "api-1"
@@ -386,7 +391,7 @@ async def test_on_sqlite_creates_in_flight_of_an_earlier_run_are_taken_over_once
         [taken] = await store.take_over_submissions(200.0, 15.0)
         assert taken.id == left.id and taken.state is State.SUBMITTING
         assert await store.take_over_submissions(300.0, 15.0) == []  # now this run's: taken once
-        assert [g.id for g in await store.interrupted_submissions()] == [left.id, own.id]
+        assert [await store.get(row.id) for row in (left, own)] == [taken, own]  # both left to finish, unchanged
     finally:
         await store.close()
 

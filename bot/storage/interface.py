@@ -68,10 +68,6 @@ class GenerationStore(Protocol):
         """The create may have been accepted without an answer; it is never resent."""
         ...
 
-    async def interrupted_submissions(self) -> list[Generation]:
-        """Rows a crash left in 'submitting': their create may have reached the API without its answer."""
-        ...
-
     async def mark_checking(
         self, row_id: int, reason: str, now: float, *, next_check_at: float, check_until: float, requester_told: bool
     ) -> Generation:

@@ -635,10 +635,6 @@ class PostgresStore:
         )
         return await self._require(row_id)
 
-    async def interrupted_submissions(self) -> list[Generation]:
-        """Rows a crash left in 'submitting': their create may have reached the API without its answer."""
-        return await self._select("WHERE state = $1 ORDER BY id", State.SUBMITTING.value)
-
     async def mark_checking(
         self, row_id: int, reason: str, now: float, *, next_check_at: float, check_until: float, requester_told: bool
     ) -> Generation:
