@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .report import table
+from .report import BadBaseline, read_baselines, table
 from .scenario import FULL, QUICK, Bench, bench_environment, machine
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (bot_dir / "bot" / "__main__.py").exists():
         print(f"No bot in {bot_dir} (expected bot/__main__.py there)", file=sys.stderr)
         return 2
+    try:
+        # Read before the run, so that a bad file is named at once rather than after minutes of measuring.
+        baselines = read_baselines(args.baseline)
+    except BadBaseline as error:
+        print(f"--baseline: {error}", file=sys.stderr)
+        return 2
     print(f"Measuring the bot in {bot_dir} ({'quick' if settings.quick else 'full'} run)", file=sys.stderr)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(_measure(settings, bot_dir, Path(workdir)))
     if args.save is not None:
         args.save.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    baselines = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline.exists() else []
     print(table(run, baselines))
     return 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Figures = dict[str, Any]
@@ -124,6 +126,29 @@ def rows(settings: dict[str, Any]) -> list[tuple[str, Callable[[Figures], str]]]
             _one("sustained_generate_per_second", _rate),
         ),
     ]
+
+
+class BadBaseline(Exception):
+    """The baseline file holds something other than a JSON list of stored runs."""
+
+
+def read_baselines(path: Path) -> list[dict[str, Any]]:
+    """The stored runs in `path`; a missing or empty file (such as /dev/null) means no baseline."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise BadBaseline(f"{path} cannot be read: {error.strerror}") from error
+    if not text.strip():
+        return []
+    try:
+        runs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadBaseline(f"{path} is not JSON: {error}") from error
+    if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+        raise BadBaseline(f"{path} is not a JSON list of stored runs (the format --save writes, in a list)")
+    return runs
 
 
 def table(run: dict[str, Any], baselines: list[dict[str, Any]]) -> str:
