@@ -3,8 +3,9 @@ announcement, so it outlives the provider's link (which expires).
 
 A file is uploaded only when it fits the server's upload limit (what Discord said when the video was asked for); the
 download stops at that size, at a time limit, or at a body that is not a video, and the announcement then carries
-the link as before. A file is tried at an announcement's first attempt only: a retry posts the link, so a slow or
-refused upload is never sent again and again.
+the link as before. The time limit is short (a few seconds), because announcements wait behind a download. A file
+is tried at an announcement's first attempt only: a retry posts the link, so a slow or refused upload is never sent
+again and again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Discord's largest upload limit for a server (level 3 boosts): no download goes past it, whatever was stored.
 MAX_UPLOAD_LIMIT = 100 * 1024 * 1024
-DOWNLOAD_TIMEOUT_SECONDS = 60.0
+# The download runs inside its announcement, which holds one of the tracker's few announcement workers
+# (bot.tracker.ANNOUNCE_CONCURRENCY) and its lease (bot.sharing.ANNOUNCE_LEASE_SECONDS) meanwhile: a slow provider
+# must hold up neither the announcements behind it nor past the lease, so it gets a few seconds, then the link goes.
+DOWNLOAD_TIMEOUT_SECONDS = 5.0
 # A video is kept in memory up to this size, in a temporary file beyond it.
 IN_MEMORY_BYTES = 8 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024

@@ -118,6 +118,21 @@ async def test_a_slow_download_gives_up_and_posts_the_link(
     assert await keeper.file_for(finished(f"{provider.base_url}/videos/slow.mp4")) is None
 
 
+async def test_a_download_holds_its_announcement_for_a_few_seconds_at_most_then_the_link_goes(
+    provider: RunningSimulator, http_session: aiohttp.ClientSession
+) -> None:
+    """The download runs inside an announcement worker: a provider sending the video over 20 s is given up on by
+    the bot's own limit, well before, so that the announcements behind it are not held up (nor past its lease)."""
+    provider.config.video_seconds = 20.0
+
+    async def keeps(guild_id: int) -> bool:
+        return True
+
+    keeper = VideoKeeper(VideoDownloader(http_session), keeps)
+    assert await keeper.file_for(finished(f"{provider.base_url}/videos/slow.mp4")) is None
+    assert video_requests(provider) == 1
+
+
 async def test_a_body_that_is_not_a_video_is_not_uploaded(
     provider: RunningSimulator, http_session: aiohttp.ClientSession
 ) -> None:
