@@ -261,5 +261,5 @@ async def test_a_kill_while_a_queued_job_is_being_sent_never_resends_it_and_anno
     assert e2e.creates() == 3  # the one cut off was found in the account's list, not sent again
     for prompt in prompts:
         assert len(e2e.announcements(sim_id_of(e2e, prompt))) == 1
-    assert "Row 2 was being sent when the bot stopped" in e2e.log_text()
+    assert "Row 2 was being sent when its process stopped" in e2e.log_text()
     e2e.finish()
