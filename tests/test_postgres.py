@@ -80,6 +80,25 @@ async def test_fifteen_reservations_from_three_processes_against_a_daily_limit_o
         assert await _counted(url, "guild_id = 1 AND requester_id = 100") == 3
 
 
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+async def test_a_database_whose_default_isolation_is_stricter_still_gives_exactly_3_of_15(isolation: str) -> None:
+    async with fresh_database() as url:
+        # An operator's (or a managed service's) default for every transaction in this database.
+        await _counted(url)
+        store = await PostgresStore.open(url)
+        try:
+            name = url.rsplit("/", 1)[1]
+            alter = f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = '{isolation}'"
+            await store._run_write(lambda connection: connection.execute(alter))
+        finally:
+            await store.close()
+        requests = [["reserve", "--user-daily", "3", *["1:100"] * 5] for _ in range(PROCESSES)]
+        results = await asyncio.to_thread(_run_together, url, requests)
+        assert sum(result["created"] for result in results) == 3
+        assert sum(result["refused"] for result in results) == 12
+        assert await _counted(url, "guild_id = 1 AND requester_id = 100") == 3
+
+
 async def test_a_nearly_spent_global_daily_limit_gives_exactly_what_is_left_across_processes_and_servers() -> None:
     async with fresh_database() as url:
         store = await PostgresStore.open(url)

@@ -258,6 +258,14 @@ def history_query(page: HistorySlice) -> tuple[str, list[object]]:
     return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ${len(params)}", params
 
 
+def _transaction(connection: asyncpg.Connection) -> asyncpg.transaction.Transaction:
+    """A transaction at READ COMMITTED whatever the database's default_transaction_isolation says: the reservations'
+    lock keeps the limits exact only where each statement reads what was committed before it began (under
+    REPEATABLE READ the counts would read a snapshot taken before the lock was granted, and SERIALIZABLE would
+    refuse commands under load)."""
+    return connection.transaction(isolation="read_committed")
+
+
 def _changed(status: str) -> int:
     """How many rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
     return int(status.rsplit(" ", 1)[-1])
@@ -336,7 +344,7 @@ async def _migrate(connection: asyncpg.Connection) -> None:
                 f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with connection.transaction():
+            async with _transaction(connection):
                 await connection.execute(script, timeout=LONG_WORK_TIMEOUT_SECONDS)
                 await connection.execute("UPDATE schema_version SET version = $1", number)
             log.info("Database migrated to schema version %d", number)
@@ -388,7 +396,7 @@ class PostgresStore:
             raise ValueError(f"not a table of the bot: {table!r}")
 
         async def copy(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
+            async with _transaction(connection):
                 # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
                 await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
                 records = [tuple(row) for row in rows]
@@ -711,7 +719,7 @@ class PostgresStore:
 
         async def record(connection: asyncpg.Connection) -> list[int]:
             finished: list[int] = []
-            async with connection.transaction():
+            async with _transaction(connection):
                 for row_id, api in updates:
                     state = await connection.fetchval(
                         _API_UPDATE + " RETURNING state", *_api_update_params(row_id, api, now, State.RUNNING)
@@ -920,7 +928,7 @@ class PostgresStore:
         counts = counts or UsageCounts()
 
         async def reserve_now(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
+            async with _transaction(connection):
                 queued = False
                 if decide is not None:
                     # One lock, in every process, for every reservation that counts: the operator's daily cap and
@@ -1001,7 +1009,7 @@ class PostgresStore:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
         async def claim(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
+            async with _transaction(connection):
                 # The reservations' lock: the running caps are counted and a job started as one step, across
                 # processes (see reserve).
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", RESERVATION_LOCK)
