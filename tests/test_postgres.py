@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 
-from bot.models import GenerationOptions, Kind
+from bot.models import Generation, GenerationOptions, Kind
 from bot.storage import StorageUnavailable
 from tests.postgres import databases_of_tests, fresh_database
+from tests.postgres_proxy import Cut, proxied
 
 if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a skip
     pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[test]')")
@@ -210,5 +213,41 @@ async def test_connections_the_server_drops_are_replaced_and_a_write_that_meets_
             assert await store.get_meta("k") == "after 2"
             if outcomes[0] == "unavailable":
                 assert "The database cannot be written" in caplog.text
+        finally:
+            await store.close()
+
+
+def _reservation(store: PostgresStore, prompt: str, *, queued: bool = False) -> Awaitable[Generation]:
+    return store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=10,
+        requester_id=100,
+        options=GenerationOptions(prompt, "16:9", False),
+        parent_api_id=None,
+        now=1_800_000_000.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=(lambda usage: queued) if queued else None,
+    )
+
+
+async def test_a_connection_lost_inside_a_transaction_says_storage_unavailable_and_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            await store.set_meta("warm", "up")
+            proxy.cut_at(b"INSERT INTO generations", Cut.BEFORE)
+            with caplog.at_level(logging.ERROR), pytest.raises(StorageUnavailable) as lost:
+                await _reservation(store, "a fox")
+            assert proxy.cuts == 1
+            # Nothing reached the server, and the member is told so (not that the outcome is unknown).
+            assert type(lost.value) is StorageUnavailable
+            assert "The database cannot be written" in caplog.text
+            assert await store.get_meta("warm") == "up"
+            assert (await _reservation(store, "a fox, again")).id > 0
+            assert await store.queued() == []
         finally:
             await store.close()

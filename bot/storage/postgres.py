@@ -149,11 +149,18 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+
 # What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
 # out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
 # A connection that failed so is not used again (the pool opens another in its place): a server restarted under it
 # leaves it dead, or (asyncpg's InternalClientError) with its protocol in a state it cannot leave.
+class ConnectionClosed(Exception):
+    """A connection closed under a statement or a transaction (asyncpg says so with an InterfaceError, which also
+    stands for mistakes in using a connection: this is the one that means the connection is gone)."""
+
+
 BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionClosed,
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
@@ -264,6 +271,16 @@ def _transaction(connection: asyncpg.Connection) -> asyncpg.transaction.Transact
     REPEATABLE READ the counts would read a snapshot taken before the lock was granted, and SERIALIZABLE would
     refuse commands under load)."""
     return connection.transaction(isolation="read_committed")
+
+
+def _broken(error: Exception, connection: asyncpg.Connection) -> bool:
+    """Whether `error` means that `connection` cannot be used again."""
+    if isinstance(error, asyncpg.InterfaceError):
+        try:
+            return bool(connection.is_closed())
+        except asyncpg.InterfaceError:
+            return True  # the pool took it back while it was still lent: only a closed connection goes so
+    return isinstance(error, BROKEN_CONNECTION_ERRORS)
 
 
 def _changed(status: str) -> int:
@@ -442,13 +459,19 @@ class PostgresStore:
         async with self._pool.acquire() as connection:
             try:
                 return await work(connection)
-            except BROKEN_CONNECTION_ERRORS:
+            except Exception as error:
+                if not _broken(error, connection):
+                    raise
                 # Never used again: the pool opens another in its place. (One the server closed is gone already.)
                 with contextlib.suppress(asyncpg.InterfaceError):
                     connection.terminate()
                 # What broke this one (a restart of the server, most often) broke the others that were open then:
                 # each is replaced before its next use rather than failing a statement of its own.
                 await self._pool.expire_connections()
+                if isinstance(error, asyncpg.InterfaceError):
+                    # Leaving a transaction on a closed connection says only that: name what closed it, if known.
+                    cause = error.__context__ if isinstance(error.__context__, BROKEN_CONNECTION_ERRORS) else error
+                    raise ConnectionClosed(str(cause)) from error
                 raise
 
     async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
