@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import Generation, GenerationOptions, Kind
-from bot.storage import StorageUnavailable
+from bot.storage import StorageOutcomeUnknown, StorageUnavailable
 from tests.postgres import databases_of_tests, fresh_database
 from tests.postgres_proxy import Cut, proxied
 
@@ -249,5 +249,51 @@ async def test_a_connection_lost_inside_a_transaction_says_storage_unavailable_a
             assert await store.get_meta("warm") == "up"
             assert (await _reservation(store, "a fox, again")).id > 0
             assert await store.queued() == []
+        finally:
+            await store.close()
+
+
+async def _claim(store: PostgresStore, row_id: int) -> Generation | None:
+    return await store.claim_queued(row_id, 1_800_000_001.0, max_running=0, server_cap=0, user_cap=0)
+
+
+@pytest.mark.parametrize("step", ["reserve", "claim"])
+async def test_a_write_kept_just_before_the_server_went_away_is_returned_not_reported_failed(step: str) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            waiting = await _reservation(store, "a queued fox", queued=True)
+            proxy.cut_at(b"COMMIT;", Cut.DOWN_AFTER)
+            # The server stops right after it kept the write: nothing more can be read from it.
+            written = await _reservation(store, "a fox") if step == "reserve" else await _claim(store, waiting.id)
+            assert proxy.cuts == 1
+        finally:
+            await store.close()
+        direct = await PostgresStore.open(url)
+        try:
+            assert written is not None and written == await direct.get(written.id)
+            assert written.state.value == "submitting" and written.started_at is not None
+        finally:
+            await direct.close()
+
+
+@pytest.mark.parametrize("step", ["reserve", "claim"])
+async def test_a_commit_whose_answer_was_lost_is_reported_as_of_unknown_outcome(
+    step: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            waiting = await _reservation(store, "a queued fox", queued=True)
+            proxy.cut_at(b"COMMIT;", Cut.LOSE_ANSWER)
+            with caplog.at_level(logging.ERROR), pytest.raises(StorageOutcomeUnknown):
+                await _reservation(store, "a fox") if step == "reserve" else await _claim(store, waiting.id)
+            assert proxy.cuts == 1
+            assert "The database cannot be written" in caplog.text
+            # The server kept it: it was right not to say that nothing was recorded.
+            states = [(row.prompt, row.state.value) for row in await store._select("ORDER BY id")]
+            expected = "queued" if step == "reserve" else "submitting"
+            assert states[0] == ("a queued fox", expected)
+            assert states[1:] == ([("a fox", "submitting")] if step == "reserve" else [])
         finally:
             await store.close()

@@ -436,3 +436,38 @@ async def test_the_queue_s_counts_are_made_only_where_a_cap_needs_them(store: Ge
     uncapped = await store.queue_usage_now(1, 10, 0.0, 200.0, UsageCounts(False, False, False, False))
     assert (uncapped.everyone_running, uncapped.server_running, uncapped.server_today) == (0, 0, 0)
     assert (uncapped.user_queued, uncapped.user_today, uncapped.user_running) == (1, 2, 1)
+
+
+class _ReadsFail:
+    """A reading connection that meets a disk error."""
+
+    async def execute_fetchall(self, sql: str, params: object = ()) -> list[sqlite3.Row]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_reservation_and_a_claim_return_what_they_wrote_even_when_reading_fails_just_then(
+    sqlite_store: SqliteStore,
+) -> None:
+    waiting = await sqlite_store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=5,
+        requester_id=10,
+        options=GenerationOptions("waits", "1:1", False),
+        parent_api_id=None,
+        now=100.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=lambda usage: True,
+    )
+    reads = sqlite_store._reads
+    sqlite_store._reads = _ReadsFail()  # type: ignore[assignment]
+    try:
+        # Kept in the database: the member must hear that it was, not that the database failed.
+        made = await _insert(sqlite_store, prompt="made")
+        claimed = await sqlite_store.claim_queued(waiting.id, 101.0, max_running=0, server_cap=0, user_cap=0)
+    finally:
+        sqlite_store._reads = reads
+    assert made == await sqlite_store.get(made.id) and made.state is State.SUBMITTING
+    assert claimed == await sqlite_store.get(waiting.id)
+    assert claimed is not None and claimed.state is State.SUBMITTING and claimed.started_at == 101.0

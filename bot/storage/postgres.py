@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -21,6 +21,7 @@ from .records import (
     RuleEntry,
     SpendRow,
     StateCount,
+    StorageOutcomeUnknown,
     StorageUnavailable,
     TrackedGeneration,
     UsageCounts,
@@ -150,15 +151,20 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-# What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
-# out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
-# A connection that failed so is not used again (the pool opens another in its place): a server restarted under it
-# leaves it dead, or (asyncpg's InternalClientError) with its protocol in a state it cannot leave.
 class ConnectionClosed(Exception):
     """A connection closed under a statement or a transaction (asyncpg says so with an InterfaceError, which also
     stands for mistakes in using a connection: this is the one that means the connection is gone)."""
 
 
+class CommitUnanswered(Exception):
+    """A COMMIT was sent and its connection broke (or timed out) before the answer came: the transaction may or may
+    not have been kept."""
+
+
+# What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
+# out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
+# A connection that failed so is not used again (the pool opens another in its place): a server restarted under it
+# leaves it dead, or (asyncpg's InternalClientError) with its protocol in a state it cannot leave.
 BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionClosed,
     OSError,
@@ -172,6 +178,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,
 )
+# What leaves a COMMIT unanswered: it may have been done.
+COMMIT_LOST_ERRORS: tuple[type[BaseException], ...] = (*BROKEN_CONNECTION_ERRORS, TimeoutError)
 
 # What stops the store from opening at start: a URL asyncpg cannot read, a server that refuses the connection or
 # the login, a database that does not exist, or a schema newer than this bot.
@@ -182,6 +190,7 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    CommitUnanswered,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -265,15 +274,31 @@ def history_query(page: HistorySlice) -> tuple[str, list[object]]:
     return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ${len(params)}", params
 
 
-def _transaction(connection: asyncpg.Connection) -> asyncpg.transaction.Transaction:
-    """A transaction at READ COMMITTED whatever the database's default_transaction_isolation says: the reservations'
-    lock keeps the limits exact only where each statement reads what was committed before it began (under
-    REPEATABLE READ the counts would read a snapshot taken before the lock was granted, and SERIALIZABLE would
-    refuse commands under load)."""
-    return connection.transaction(isolation="read_committed")
+@contextlib.asynccontextmanager
+async def _transaction(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction, committed when the block ends (rolled back when it raises); a COMMIT whose answer never came
+    raises CommitUnanswered rather than passing for a write that failed.
+
+    READ COMMITTED whatever the database's default_transaction_isolation says: the reservations' lock keeps the
+    limits exact only where each statement reads what was committed before it began (under REPEATABLE READ the
+    counts would read a snapshot taken before the lock was granted, and SERIALIZABLE would refuse commands under
+    load)."""
+    transaction = connection.transaction(isolation="read_committed")
+    await transaction.start()
+    try:
+        yield
+    except BaseException:
+        # A connection that closed took its transaction with it: nothing to roll back.
+        with contextlib.suppress(*BROKEN_CONNECTION_ERRORS, asyncpg.InterfaceError):
+            await transaction.rollback()
+        raise
+    try:
+        await transaction.commit()
+    except COMMIT_LOST_ERRORS as error:
+        raise CommitUnanswered(str(error) or type(error).__name__) from error
 
 
-def _broken(error: Exception, connection: asyncpg.Connection) -> bool:
+def _broken(error: BaseException | None, connection: asyncpg.Connection) -> bool:
     """Whether `error` means that `connection` cannot be used again."""
     if isinstance(error, asyncpg.InterfaceError):
         try:
@@ -445,34 +470,43 @@ class PostgresStore:
 
     async def _on_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, tries: int = 1) -> T:
         """Run `work` on a connection of the pool, up to `tries` times while connections turn out broken; a server
-        that cannot take it raises StorageUnavailable (its cause logged once a minute)."""
+        that cannot take it raises StorageUnavailable, and a commit whose answer was lost StorageOutcomeUnknown
+        (the cause logged once a minute)."""
         for _ in range(tries - 1):
             with contextlib.suppress(*BROKEN_CONNECTION_ERRORS):
                 return await self._attempt(work)
         try:
             return await self._attempt(work)
+        except CommitUnanswered as error:
+            self._write_trouble.failed(error)
+            raise StorageOutcomeUnknown(str(error)) from error
         except UNAVAILABLE_ERRORS as error:
             self._write_trouble.failed(error)
             raise StorageUnavailable(str(error)) from error
 
     async def _attempt(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with self._pool.acquire() as connection:
-            try:
-                return await work(connection)
-            except Exception as error:
-                if not _broken(error, connection):
-                    raise
-                # Never used again: the pool opens another in its place. (One the server closed is gone already.)
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    connection.terminate()
-                # What broke this one (a restart of the server, most often) broke the others that were open then:
-                # each is replaced before its next use rather than failing a statement of its own.
-                await self._pool.expire_connections()
-                if isinstance(error, asyncpg.InterfaceError):
-                    # Leaving a transaction on a closed connection says only that: name what closed it, if known.
-                    cause = error.__context__ if isinstance(error.__context__, BROKEN_CONNECTION_ERRORS) else error
-                    raise ConnectionClosed(str(cause)) from error
+        connection = await self._pool.acquire()
+        try:
+            return await work(connection)
+        except Exception as error:
+            if not _broken(error.__cause__ if isinstance(error, CommitUnanswered) else error, connection):
                 raise
+            # Never used again: the pool opens another in its place. (One the server closed is gone already.)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+            # What broke this one (a restart of the server, most often) broke the others that were open then:
+            # each is replaced before its next use rather than failing a statement of its own.
+            await self._pool.expire_connections()
+            if isinstance(error, asyncpg.InterfaceError):
+                # Leaving a transaction on a closed connection says only that: name what closed it, if known.
+                cause = error.__context__ if isinstance(error.__context__, BROKEN_CONNECTION_ERRORS) else error
+                raise ConnectionClosed(str(cause)) from error
+            raise
+        finally:
+            # What the work did stands, whatever its connection meets now: one that cannot be reset for its next
+            # use (the server went away just after) is closed by the pool, which opens another in its place.
+            with contextlib.suppress(*UNAVAILABLE_ERRORS, asyncpg.InterfaceError):
+                await self._pool.release(connection)
 
     async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         # A read is tried again on another connection when its own was broken (a server restart leaves every open
@@ -950,7 +984,7 @@ class PostgresStore:
         the largest file Discord accepts where the request was made."""
         counts = counts or UsageCounts()
 
-        async def reserve_now(connection: asyncpg.Connection) -> int:
+        async def reserve_now(connection: asyncpg.Connection) -> Generation:
             async with _transaction(connection):
                 queued = False
                 if decide is not None:
@@ -965,11 +999,13 @@ class PostgresStore:
                     usage = await _usage(connection, guild_id, requester_id, counted_since, counts)
                     queued = decide(await _with_queue(connection, usage, guild_id, requester_id, now, counts))
                 state = State.QUEUED if queued else State.SUBMITTING
-                row_id: int = await connection.fetchval(
+                # The row comes back from the insert itself: once the commit is answered, nothing more can fail.
+                row = await connection.fetchrow(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                     " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
                     " started_at, limits_exempt, upload_limit)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                    f" RETURNING {_COLUMNS}",
                     kind.value,
                     guild_id,
                     channel_id,
@@ -988,9 +1024,9 @@ class PostgresStore:
                     int(limits_exempt),
                     upload_limit,
                 )
-                return row_id
+            return generation_from_row(row)
 
-        return await self._require(await self._run_write(reserve_now))
+        return await self._run_write(reserve_now)
 
     async def queue_usage_now(
         self, guild_id: int, requester_id: int, counted_since: float, now: float, counts: UsageCounts | None = None
@@ -1031,7 +1067,7 @@ class PostgresStore:
     ) -> Generation | None:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
-        async def claim(connection: asyncpg.Connection) -> int:
+        async def claim(connection: asyncpg.Connection) -> Generation | None:
             async with _transaction(connection):
                 # The reservations' lock: the running caps are counted and a job started as one step, across
                 # processes (see reserve).
@@ -1050,20 +1086,21 @@ class PostgresStore:
                     or (user_cap and user >= user_cap)
                 )
                 if full:
-                    return 0
-                return _changed(
-                    await connection.execute(
-                        "UPDATE generations SET state = $1, started_at = $2, updated_at = $3"
-                        " WHERE id = $4 AND state = $5",
-                        State.SUBMITTING.value,
-                        now,
-                        now,
-                        row_id,
-                        State.QUEUED.value,
-                    )
+                    return None
+                # The claimed row comes back from the update itself: no second step can leave it 'submitting'
+                # with no one to send it.
+                row = await connection.fetchrow(
+                    "UPDATE generations SET state = $1, started_at = $2, updated_at = $3"
+                    f" WHERE id = $4 AND state = $5 RETURNING {_COLUMNS}",
+                    State.SUBMITTING.value,
+                    now,
+                    now,
+                    row_id,
+                    State.QUEUED.value,
                 )
+            return generation_from_row(row) if row else None
 
-        return await self._require(row_id) if await self._run_write(claim) else None
+        return await self._run_write(claim)
 
     async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
         """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""

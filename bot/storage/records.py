@@ -118,5 +118,10 @@ class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
 
 
+class StorageOutcomeUnknown(StorageUnavailable):
+    """The connection to the database broke while a write was being committed: it may have been kept or not. Whoever
+    asked must not be told that nothing was recorded."""
+
+
 class DatabaseUnusable(Exception):
     """The database the settings name cannot be opened; the message names the setting and why (never a password)."""

@@ -901,16 +901,18 @@ class SqliteStore:
         `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
         counts = counts or UsageCounts()
 
-        def reserve_now(connection: sqlite3.Connection) -> int:
+        def reserve_now(connection: sqlite3.Connection) -> Generation:
             queued = False
             if decide is not None:
                 usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
                 queued = decide(_with_queue(connection, usage, guild_id, requester_id, now, counts))
             state = State.QUEUED if queued else State.SUBMITTING
-            cursor = connection.execute(
+            # The row comes back from the insert itself: once the batch commits, nothing more can fail.
+            [row] = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt, upload_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, limits_exempt, upload_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_COLUMNS}",
                 (
                     kind.value,
                     guild_id,
@@ -930,12 +932,11 @@ class SqliteStore:
                     int(limits_exempt),
                     upload_limit,
                 ),
-            )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            ).fetchall()
+            return generation_from_row(row)
 
         # The writer runs it whole even if the command is cancelled: the transaction is never left open.
-        return await self._require(await self._run_write(reserve_now))
+        return await self._run_write(reserve_now)
 
     async def queue_usage_now(
         self, guild_id: int, requester_id: int, counted_since: float, now: float, counts: UsageCounts | None = None
@@ -974,22 +975,25 @@ class SqliteStore:
     ) -> Generation | None:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
-        def claim(connection: sqlite3.Connection) -> int:
+        def claim(connection: sqlite3.Connection) -> Generation | None:
             everyone, server, user = connection.execute(*_in_flight_query(row_id, max_running, server_cap)).fetchone()
             full = (
                 (max_running and everyone >= max_running)
                 or (server_cap and server >= server_cap)
                 or (user_cap and user >= user_cap)
             )
-            claimed = 0
-            if not full:
-                claimed = connection.execute(
-                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-                    (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
-                ).rowcount
-            return claimed
+            if full:
+                return None
+            # The claimed row comes back from the update itself: no second step can leave it 'submitting' with no
+            # one to send it.
+            rows = connection.execute(
+                f"UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?"
+                f" RETURNING {_COLUMNS}",
+                (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+            ).fetchall()
+            return generation_from_row(rows[0]) if rows else None
 
-        return await self._require(row_id) if await self._run_write(claim) else None
+        return await self._run_write(claim)
 
     async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
         """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""
