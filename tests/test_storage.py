@@ -471,3 +471,40 @@ async def test_a_reservation_and_a_claim_return_what_they_wrote_even_when_readin
     assert made == await sqlite_store.get(made.id) and made.state is State.SUBMITTING
     assert claimed == await sqlite_store.get(waiting.id)
     assert claimed is not None and claimed.state is State.SUBMITTING and claimed.started_at == 101.0
+
+
+async def test_expiring_the_queue_returns_exactly_the_jobs_it_dropped(
+    store: GenerationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = []
+    for n in range(3):
+        waiting.append(
+            await store.reserve(
+                kind=Kind.GENERATE,
+                guild_id=1,
+                channel_id=5,
+                requester_id=10 + n,
+                options=GenerationOptions(f"waits {n}", "1:1", False),
+                parent_api_id=None,
+                now=100.0 + n,
+                model="legacy",
+                counted_since=0.0,
+                decide=lambda usage: True,
+            )
+        )
+    select = store._select  # type: ignore[attr-defined]
+
+    async def meanwhile(*args: object) -> object:
+        # Between a look at the queue and the drop, a member cancels one job and the queue runner starts another.
+        found = await select(*args)
+        await store.cancel_queued(waiting[0].id, "cancelled", 150.0)
+        await store.claim_queued(waiting[1].id, 150.0, max_running=0, server_cap=0, user_cap=0)
+        return found
+
+    monkeypatch.setattr(store, "_select", meanwhile)
+    dropped = await store.expire_queued(200.0, "waited too long", 200.0)
+    monkeypatch.undo()
+    # Each requester the queue tells of a drop had their job dropped, and no other job was.
+    now_expired = [row.id for row in waiting if (await store.get(row.id)).state is State.EXPIRED]  # type: ignore[union-attr]
+    assert [row.id for row in dropped] == now_expired
+    assert all(row.state is State.EXPIRED and row.failure_reason == "waited too long" for row in dropped)

@@ -308,6 +308,11 @@ def _broken(error: BaseException | None, connection: asyncpg.Connection) -> bool
     return isinstance(error, BROKEN_CONNECTION_ERRORS)
 
 
+def _queue_order(generation: Generation) -> tuple[float, int]:
+    """Oldest in the queue first (RETURNING names rows in no promised order)."""
+    return (generation.queued_at or 0.0, generation.id)
+
+
 def _changed(status: str) -> int:
     """How many rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
     return int(status.rsplit(" ", 1)[-1])
@@ -1133,22 +1138,21 @@ class PostgresStore:
         )
 
     async def expire_queued(self, waited_since: float, reason: str, now: float) -> list[Generation]:
-        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters."""
-        stale = await self._select(
-            "WHERE state = $1 AND queued_at < $2 ORDER BY queued_at, id", State.QUEUED.value, waited_since
-        )
-        for row in stale:
-            await self._write(
+        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters. One statement drops
+        them and names them, so a job cancelled or started meanwhile is neither dropped nor named."""
+        rows = await self._run_write(
+            lambda connection: connection.fetch(
                 "UPDATE generations SET state = $1, failure_reason = $2, finished_at = $3, updated_at = $4"
-                " WHERE id = $5 AND state = $6",
+                f" WHERE state = $5 AND queued_at < $6 RETURNING {_COLUMNS}",
                 State.EXPIRED.value,
                 reason,
                 now,
                 now,
-                row.id,
                 State.QUEUED.value,
+                waited_since,
             )
-        return stale
+        )
+        return sorted((generation_from_row(row) for row in rows), key=_queue_order)
 
     async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
         """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""

@@ -1016,17 +1016,17 @@ class SqliteStore:
         )
 
     async def expire_queued(self, waited_since: float, reason: str, now: float) -> list[Generation]:
-        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters."""
-        stale = await self._select(
-            "WHERE state = ? AND queued_at < ? ORDER BY queued_at, id", (State.QUEUED.value, waited_since)
-        )
-        for row in stale:
-            await self._write(
+        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters. One statement drops
+        them and names them, so a job cancelled or started meanwhile is neither dropped nor named."""
+        rows = await self._run_write(
+            lambda connection: connection.execute(
                 "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND state = ?",
-                (State.EXPIRED.value, reason, now, now, row.id, State.QUEUED.value),
-            )
-        return stale
+                f" WHERE state = ? AND queued_at < ? RETURNING {_COLUMNS}",
+                (State.EXPIRED.value, reason, now, now, State.QUEUED.value, waited_since),
+            ).fetchall()
+        )
+        # RETURNING names rows in no promised order: oldest first, as the queue was.
+        return sorted((generation_from_row(row) for row in rows), key=lambda row: (row.queued_at or 0.0, row.id))
 
     async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
         """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""
