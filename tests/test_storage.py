@@ -333,6 +333,31 @@ async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_r
         assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
 
 
+async def test_several_openers_of_an_old_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    # The bot and an operator's tool (python -m bot.adopt) started together on a file of an older version.
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("PRAGMA journal_mode = WAL")  # as every file the bot made is
+        for number, script in enumerate(storage.MIGRATIONS[:3], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+    opened = await asyncio.gather(*(SqliteStore.open(path) for _ in range(4)), return_exceptions=True)
+    try:
+        assert [type(each) for each in opened] == [SqliteStore] * 4, [str(each) for each in opened]
+        for store in opened:
+            assert [row.api_id for row in await store.running()] == ["old-1"]  # type: ignore[union-attr]
+    finally:
+        for store in opened:
+            if isinstance(store, SqliteStore):
+                await store.close()
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
+
+
 async def test_endings_not_yet_on_their_status_message_are_found_until_marked_shown(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(4)]
     for n, row in enumerate(rows):

@@ -4,6 +4,7 @@ migrations, every SQL statement of the bot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -318,6 +319,20 @@ def _with_queue(
     return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now, counts)).fetchone())
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, one by one (a semicolon inside a string or a trigger does not end one)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"a migration ends in an unfinished statement: {pending!r}")
+    return statements
+
+
 async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
     """A whole query in one hop to the connection's thread. A statement left open across an await would keep its
     read transaction open, and every other read of that connection would see the database as it was then."""
@@ -357,8 +372,9 @@ class SqliteStore:
         writer: SqliteWriter | None = None
         try:
             connection = await cls._connect(path, opened)
-            # WAL lets readers run beside the writes.
-            await connection.execute("PRAGMA journal_mode = WAL")
+            # WAL lets readers run beside the writes. (Read to its end: a statement left open would hold a read
+            # transaction, and the migration's write lock could then not wait for another process's.)
+            await _all(connection, "PRAGMA journal_mode = WAL")
             await cls._migrate(connection)
             # FULL sync so an acknowledged row survives a crash of the host, not only of the process.
             writer = SqliteWriter(
@@ -401,17 +417,30 @@ class SqliteStore:
 
     @staticmethod
     async def _migrate(connection: aiosqlite.Connection) -> None:
-        async with connection.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first, so the migration and its version bump go in one explicit script.
-            await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-            log.info("Database migrated to schema version %d", number)
+        """Bring the schema to the newest version, one migration per transaction. Each transaction takes the write
+        lock before it reads the version: another process opening the same file at once (the bot and an operator's
+        tool) waits for it, then finds the version it left, and never runs a migration twice."""
+        while True:
+            await _all(connection, "BEGIN IMMEDIATE")
+            try:
+                [[version]] = await _all(connection, "PRAGMA user_version")
+                if version > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
+                    )
+                if version == len(MIGRATIONS):
+                    await _all(connection, "COMMIT")
+                    return
+                # Statement by statement: executescript would commit first, and let another process in.
+                for statement in _statements(MIGRATIONS[version]):
+                    await _all(connection, statement)
+                await _all(connection, f"PRAGMA user_version = {version + 1}")
+                await _all(connection, "COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await _all(connection, "ROLLBACK")
+                raise
+            log.info("Database migrated to schema version %d", version + 1)
 
     async def table_rows(self, table: str) -> tuple[list[str], list[tuple[object, ...]]]:
         """Every row of one of the bot's tables (its column names, and its rows in key order), for copying."""
