@@ -295,6 +295,48 @@ async def test_a_write_that_fails_half_way_is_undone_alone_while_its_batch_commi
     assert logged(tmp_path / "w.sqlite3") == ["before", "after"]
 
 
+class _UndoFails:
+    """The writer's connection, on a disk that refuses to undo one write while its transaction stays open."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, *params: object) -> sqlite3.Cursor:
+        if sql.startswith("ROLLBACK TO"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._connection.execute(sql, *params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
+
+
+async def test_a_failed_write_that_cannot_be_undone_alone_fails_its_whole_batch(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    def half_done(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO log (name) VALUES ('half')")
+        raise ValueError("refused after writing")
+
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    queued = [
+        asyncio.create_task(writer.run(work)) for work in (logging_work("before"), half_done, logging_work("after"))
+    ]
+    await asyncio.sleep(0)
+    real = writer._connection
+    writer._connection = _UndoFails(real)  # type: ignore[arg-type,assignment]
+    await held.let_go()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    writer._connection = real
+    # Its half must not be committed with the others: none of the batch is, and each caller hears it.
+    assert isinstance(outcomes[0], sqlite3.OperationalError) and isinstance(outcomes[2], sqlite3.OperationalError)
+    assert isinstance(outcomes[1], ValueError)
+    assert logged(tmp_path / "w.sqlite3") == []
+    assert await writer.run(logging_work("next")) == 1
+    assert logged(tmp_path / "w.sqlite3") == ["next"]
+
+
 async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(20)]
 
