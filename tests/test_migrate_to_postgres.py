@@ -120,6 +120,16 @@ async def test_every_row_is_copied_the_same_and_a_second_run_changes_nothing(tmp
             await postgres.close()
 
 
+async def test_a_password_given_as_a_query_parameter_is_not_printed(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    await _a_used_sqlite_database(path)
+    async with fresh_database() as url:
+        result = _migrate(path, url + "?password=pa55-w0rd")
+    assert result.returncode == 0, result.stderr
+    assert "pa55-w0rd" not in result.stdout + result.stderr
+    assert "password=***" in result.stdout
+
+
 async def test_rows_postgresql_held_before_make_the_counts_differ_and_the_exit_status_1(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
     await _a_used_sqlite_database(path)

@@ -76,7 +76,5 @@ async def open_postgres(url: DatabaseUrl) -> PostgresStore:
     try:
         return await PostgresStore.open(url.reveal())
     except OPEN_ERRORS as error:
-        reason = str(error) or type(error).__name__
-        if url.password:
-            reason = reason.replace(url.password, "***")
+        reason = url.hidden_in(str(error) or type(error).__name__)
         raise DatabaseUnusable(f"DATABASE_URL {url.shown()!r} can't be used: {reason}") from error
