@@ -10,9 +10,11 @@ from ..config import DatabaseUrl, Settings
 from .interface import GenerationStore
 from .records import (
     LIMIT_NAMES,
+    TABLE_KEYS,
     TABLES,
     DatabaseUnusable,
     HistorySlice,
+    ImportCounts,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -31,9 +33,11 @@ __all__ = [
     "LIMIT_NAMES",
     "MIGRATIONS",
     "TABLES",
+    "TABLE_KEYS",
     "DatabaseUnusable",
     "GenerationStore",
     "HistorySlice",
+    "ImportCounts",
     "RuleEntry",
     "SpendRow",
     "SqliteStore",

@@ -16,8 +16,10 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    TABLE_KEYS,
     TABLES,
     HistorySlice,
+    ImportCounts,
     RuleEntry,
     SpendRow,
     StateCount,
@@ -308,6 +310,11 @@ def _broken(error: BaseException | None, connection: asyncpg.Connection) -> bool
     return isinstance(error, BROKEN_CONNECTION_ERRORS)
 
 
+def _quoted(column: str) -> str:
+    """A column name as an identifier (the names of a copy come from the other database's file)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
 def _queue_order(generation: Generation) -> tuple[float, int]:
     """Oldest in the queue first (RETURNING names rows in no promised order)."""
     return (generation.queued_at or 0.0, generation.id)
@@ -436,35 +443,57 @@ class PostgresStore:
 
     # --- copying another database in ----------------------------------------------------------------
 
-    async def import_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> int:
-        """Add the rows whose key (or api_id) is not here yet, in one transaction; returns how many were added. The
-        identity of generations then continues after the highest id, so new rows never take a copied one's."""
+    async def import_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> ImportCounts:
+        """Copy rows of another database in, in one transaction: a row whose key is not here yet is added, one that
+        is here but differs is brought up to date, unless it was changed here later (its updated_at is newer).
+        The identity of generations then continues after the highest id, so new rows never take a copied one's."""
         if table not in TABLES:
             raise ValueError(f"not a table of the bot: {table!r}")
+        names = ", ".join(_quoted(column) for column in columns)
+        keys = ", ".join(TABLE_KEYS[table])
+        changing = [column for column in columns if column not in TABLE_KEYS[table]]
+        if changing:
+            here = ", ".join(f"{table}.{_quoted(column)}" for column in changing)
+            there = ", ".join(f"excluded.{_quoted(column)}" for column in changing)
+            newer = f" AND excluded.updated_at >= {table}.updated_at" if "updated_at" in changing else ""
+            on_conflict = (
+                f"DO UPDATE SET ({', '.join(_quoted(column) for column in changing)}) = ROW({there})"
+                f" WHERE ROW({here}) IS DISTINCT FROM ROW({there}){newer}"
+            )
+        else:
+            on_conflict = "DO NOTHING"
 
-        async def copy(connection: asyncpg.Connection) -> int:
+        async def copy(connection: asyncpg.Connection) -> ImportCounts:
             async with _transaction(connection):
-                # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
+                # Through a temporary table: COPY is fast but cannot compare with the rows already here; the
+                # INSERT can. xmax is 0 in a row the INSERT added, and set in one it updated.
                 await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
                 records = [tuple(row) for row in rows]
                 await connection.copy_records_to_table(
                     "incoming", records=records, columns=columns, timeout=LONG_WORK_TIMEOUT_SECONDS
                 )
-                names = ", ".join(columns)
-                added = _changed(
-                    await connection.execute(
-                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING",
-                        timeout=LONG_WORK_TIMEOUT_SECONDS,
-                    )
+                [[added, updated]] = await connection.fetch(
+                    f"WITH copied AS (INSERT INTO {table} ({names}) SELECT {names} FROM incoming"
+                    f" ON CONFLICT ({keys}) {on_conflict} RETURNING xmax = '0' AS added)"
+                    " SELECT COUNT(*) FILTER (WHERE added), COUNT(*) FILTER (WHERE NOT added) FROM copied",
+                    timeout=LONG_WORK_TIMEOUT_SECONDS,
                 )
                 if table == "generations":
                     await connection.execute(
                         "SELECT setval(pg_get_serial_sequence('generations', 'id'), COALESCE(MAX(id), 0) + 1, false)"
                         " FROM generations"
                     )
-                return added
+            return ImportCounts(int(added), int(updated))
 
         return await self._run_write(copy)
+
+    async def table_rows(self, table: str, columns: Sequence[str]) -> list[tuple[object, ...]]:
+        """Every row of one of the bot's tables, these columns of it, for comparing with the copy's source."""
+        if table not in TABLES:
+            raise ValueError(f"not a table of the bot: {table!r}")
+        names = ", ".join(_quoted(column) for column in columns)
+        rows = await self._fetch(f"SELECT {names} FROM {table}")
+        return [tuple(row) for row in rows]
 
     async def row_count(self, table: str) -> int:
         if table not in TABLES:
