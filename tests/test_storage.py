@@ -15,6 +15,8 @@ from bot.storage import MIGRATIONS, GenerationStore, RuleEntry, SqliteStore, Tra
 from bot.storage import sqlite as storage
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
 
 @pytest.fixture
 def store(any_store: GenerationStore) -> GenerationStore:
@@ -126,6 +128,17 @@ async def test_search_treats_typed_text_literally(store: GenerationStore) -> Non
     assert [g.prompt for g in await store.search_references(1, "%")] == ["100% cat"]
     assert [g.prompt for g in await store.search_references(1, "_")] == ["dog_run"]
     assert await store.search_references(2, "") == []
+
+
+async def test_search_ignores_the_case_of_letters_as_the_readme_says_for_each_backend(store: GenerationStore) -> None:
+    for n, prompt in enumerate(["A Fox at dawn", "Émile's café"]):
+        row = await _insert(store, prompt=prompt)
+        await store.mark_submitted(row.id, ApiGeneration(id=f"id-{n}", state="pending"), 101.0)
+    assert [g.prompt for g in await store.search_references(1, "a fOX")] == ["A Fox at dawn"]
+    accented = [g.prompt for g in await store.search_references(1, "émile's CAFÉ")]
+    # PostgreSQL's ILIKE knows the case of every letter; SQLite's LIKE that of ASCII letters only.
+    assert accented == ([] if isinstance(store, SqliteStore) else ["Émile's café"])
+    assert "case of every letter on PostgreSQL, but only that of ASCII letters on SQLite" in README
 
 
 async def test_meta_values_are_replaced(store: GenerationStore) -> None:

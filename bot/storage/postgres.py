@@ -967,7 +967,8 @@ class PostgresStore:
         finished_only: bool = False,
     ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
-        # ILIKE: SQLite's LIKE, which the other store uses, ignores the case of letters.
+        # ILIKE, as SQLite's LIKE ignores case; ILIKE that of every letter, SQLite's LIKE only that of ASCII letters
+        # (the README says so).
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = ["guild_id = $1", "api_id IS NOT NULL", "(api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"]
         params: list[object] = [guild_id, pattern]
