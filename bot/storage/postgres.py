@@ -495,11 +495,6 @@ class PostgresStore:
         rows = await self._fetch(f"SELECT {names} FROM {table}")
         return [tuple(row) for row in rows]
 
-    async def row_count(self, table: str) -> int:
-        if table not in TABLES:
-            raise ValueError(f"not a table of the bot: {table!r}")
-        return int(await self._read(lambda connection: connection.fetchval(f"SELECT COUNT(*) FROM {table}")))
-
     # --- running statements ----------------------------------------------------------------------------
 
     async def _on_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, tries: int = 1) -> T:

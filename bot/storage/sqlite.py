@@ -451,12 +451,6 @@ class SqliteStore:
             rows = [tuple(row) for row in await cursor.fetchall()]
         return columns, rows
 
-    async def row_count(self, table: str) -> int:
-        if table not in TABLES:
-            raise ValueError(f"not a table of the bot: {table!r}")
-        row = await _one(self._db, f"SELECT COUNT(*) FROM {table}")
-        return int(row[0]) if row else 0
-
     async def journal_mode(self) -> str:
         async with self._db.execute("PRAGMA journal_mode") as cursor:
             row = await cursor.fetchone()
