@@ -235,7 +235,10 @@ def database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
     if not raw:
         return None
     shown = hide_password(raw) if "://" in raw else "(not a URL)"
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as error:  # a bracket left open around an IPv6 address
+        raise ConfigError(f"DATABASE_URL can't be read as a URL: {error}") from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {shown!r}")
     _check_hosts(parts.netloc.rpartition("@")[2], shown)

@@ -155,6 +155,7 @@ def test_database_url_is_read_and_its_password_never_shows() -> None:
         "postgresql://bot:pa55-w0rd@db:port/videos",
         "postgresql://bot:pa55-w0rd@db:5432",
         "bot:pa55-w0rd@db/videos",
+        "postgresql://bot:pa55-w0rd@[::1/videos",
     ],
 )
 def test_a_malformed_database_url_is_refused_naming_it_without_its_password(url: str) -> None:
