@@ -101,7 +101,7 @@ async def run(settings: Settings) -> int:
             legacy = LumaClient(session, settings.api_base_url, settings.aiml_api_key)
             current = RayClient(session, settings.api_base_url, settings.aiml_api_key)
             api = VideoApiRouter(legacy, current, settings.luma_models)
-            balance = BalanceService(api, low_warning=settings.low_balance_warning)
+            balance = BalanceService(api, low_warning=settings.low_balance_warning, notices=store)
             bot = VideoBot(settings, store, api, balance, metrics, VideoDownloader(downloads))
             return await serve(settings, bot, metrics)
     finally:

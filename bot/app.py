@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,8 @@ from .moderation import ModerationService
 from .progress import ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
+from .results import ResultService
+from .sharing import QUEUE_BOARD_JOB, lease_holder
 from .startup import silence_voice_warnings
 from .status_messages import DiscordStatusEditor
 from .storage import GenerationStore, StorageUnavailable
@@ -43,6 +46,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.queue",
     "cogs.history",
     "cogs.help",
+    "cogs.results",
 )
 COMMANDS_HASH_KEY = "commands_hash"
 # How long a shutdown waits for create requests under way (SIGTERM must end the bot within 5 seconds).
@@ -87,6 +91,23 @@ async def answer_privately(interaction: discord.Interaction, message: str) -> No
         log.warning("Could not send an error answer for interaction %s: %s", interaction.id, error)
 
 
+async def answer_failure(interaction: discord.Interaction, cause: BaseException, what: str) -> None:
+    """Answer a command or a press that failed: in plain words when the member should know why, else with an
+    apology whose id ties it to the full error in the log."""
+    message = message_for_error(cause)
+    if message is None:
+        incident = error_id()
+        log.error("%s failed [error %s]", what, incident, exc_info=cause)
+        message = (
+            f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
+            "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
+            "Tell the server's moderators if this keeps happening."
+        )
+    elif isinstance(cause, VideoApiError):
+        log.warning("%s failed on the video API: %s", what, cause)
+    await answer_privately(interaction, message)
+
+
 def command_name(interaction: discord.Interaction[VideoBot]) -> str:
     return interaction.command.qualified_name if interaction.command else "unknown"
 
@@ -106,21 +127,15 @@ class VideoCommandTree(app_commands.CommandTree["VideoBot"]):
         if interaction.client.metrics is not None:
             outcome = "error" if message is None else "api_error" if isinstance(cause, VideoApiError) else "refused"
             interaction.client.metrics.command_finished(command_name(interaction), outcome)
-        if message is None:
-            incident = error_id()
-            log.error("Command /%s failed [error %s]", command_name(interaction), incident, exc_info=cause)
-            message = (
-                f"Something went wrong on our side (error `{incident}`). Nothing is ever sent or charged twice: "
-                "if a video was started, it is still posted here when ready, and `/status` lists your requests. "
-                "Tell the server's moderators if this keeps happening."
-            )
-        elif isinstance(cause, VideoApiError):
-            log.warning("Command failed on the video API: %s", cause)
-        await answer_privately(interaction, message)
+        await answer_failure(interaction, cause, f"Command /{command_name(interaction)}")
 
 
-class VideoBot(commands.Bot):
-    """Owns the tracker and the command tree; the settings, storage and API client are given to it."""
+class VideoBot(commands.AutoShardedBot):
+    """Owns the tracker and the command tree; the settings, storage and API client are given to it.
+
+    Sharded: one process runs the shards the settings name (all that Discord recommends by default). Everything
+    that may concern a server of another process's shards (announcements, edits of status messages) goes through
+    REST with partial messageables, never through the gateway's cache."""
 
     def __init__(
         self,
@@ -132,8 +147,10 @@ class VideoBot(commands.Bot):
         downloader: VideoDownloader | None = None,
     ) -> None:
         silence_voice_warnings()
-        # Timings and 429s of discord.py's own requests, when metrics are on.
-        traced: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        # Timings and 429s of discord.py's own requests, when metrics are on; the shards of this process, if named.
+        options: dict[str, Any] = {"http_trace": metrics.discord_trace()} if metrics is not None else {}
+        if settings.shard_ids is not None:
+            options["shard_ids"] = list(settings.shard_ids)
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -147,7 +164,8 @@ class VideoBot(commands.Bot):
             # Videos, limits and history belong to a server: no command is offered in DMs or to user installs.
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
             allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
-            **traced,
+            shard_count=settings.shard_count,
+            **options,
         )
         self.settings = settings
         self.metrics = metrics
@@ -173,6 +191,7 @@ class VideoBot(commands.Bot):
             models=ModelChoice(settings.luma_models),
             max_running=settings.max_running_generations,
         )
+        self.results = ResultService(store, api, self.generations, self.moderation)
         self.history = HistoryService(store, self.moderation.rules)
         # Status messages are edited at the board's pace; the buttons they carry are set by cogs.queue.
         self.status_editor = DiscordStatusEditor(self)
@@ -185,6 +204,7 @@ class VideoBot(commands.Bot):
             timeout_seconds=settings.queue_timeout_seconds,
             board=QueuePlaces(self.progress),
             edit_interval=0.0,  # the board paces the edits
+            shows_positions=lease_holder(store, QUEUE_BOARD_JOB, settings.poll_interval_seconds),
         )
         self.generations.wake_queue = self.queue_runner.wake
         keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
@@ -200,6 +220,7 @@ class VideoBot(commands.Bot):
             reconciler=Reconciler(store, api, schedule=schedule),
             queue=self.queue_runner,
             progress=self.progress,
+            recover=self.generations.recover_interrupted,
         )
 
     async def _keeps_videos(self, guild_id: int) -> bool:
@@ -208,10 +229,15 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        # Alive in the database before anything else, so that no other process takes this one's work for a dead one's.
+        await self.store.beat(time.time())
         await self.generations.recover_interrupted()
         # In the background: a slow API must not hold up the start; members meet a gone model plainly either way.
         self._model_check = asyncio.create_task(self.generations.check_models(), name="model-check")
-        await self.sync_commands()
+        if self.settings.syncs_commands:
+            await self.sync_commands()
+        else:
+            log.info("Slash commands are synced by the process that runs shard 0")
         self.progress.start()
         self.tracker.start()
 
@@ -225,6 +251,10 @@ class VideoBot(commands.Bot):
         await self.tracker.stop()
         # Edits not sent are lost with the process; endings among them are shown after the restart.
         await self.progress.stop()
+        if not isinstance(self.loop, asyncio.AbstractEventLoop):
+            # Built but never started (neither entered nor logged in, as where its commands are read): nothing is
+            # connected, and discord.py's sharded close needs what starting sets up.
+            return
         await super().close()
 
     def commands_digest(self) -> str:

@@ -17,11 +17,18 @@ log = logging.getLogger(__name__)
 READING_MAX_AGE = 60.0
 # When the key may not read the balance, ask again only this often.
 UNREADABLE_RETRY_SECONDS = 3600.0
-LOW_BALANCE_LOG_INTERVAL = 3600.0
+# Notices (a low balance, a key that may not read it) are given at most this often across every process.
+NOTICE_INTERVAL_SECONDS = 3600.0
 
 
 class BalanceReader(Protocol):
     async def balance(self) -> Balance: ...
+
+
+class Notices(Protocol):
+    """Where notices given once an hour are noted, so that several processes give each once (the database)."""
+
+    async def claim_notice(self, key: str, now: float, interval: float) -> bool: ...
 
 
 class BalanceService:
@@ -34,8 +41,12 @@ class BalanceService:
         low_warning: float,
         cost_per_video: int = TOKENS_PER_VIDEO,
         clock: Callable[[], float] = time.monotonic,
+        notices: Notices | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader = reader
+        self._notices = notices
+        self._wall_clock = wall_clock
         self._low_warning = low_warning
         self._cost = cost_per_video
         self._clock = clock
@@ -54,14 +65,15 @@ class BalanceService:
         try:
             reading = await self._reader.balance()
         except (ApiUnauthorized, ApiOutOfCredits, ApiNotFound) as error:
-            log.info("The API key may not read the account balance (%s); checking again in an hour", error)
             self._unreadable_until = now + UNREADABLE_RETRY_SECONDS
+            if await self._once_an_hour("balance-unreadable"):
+                log.info("The API key may not read the account balance (%s); checking again in an hour", error)
             return None
         except VideoApiError as error:
             log.warning("Could not read the account balance: %s", error)
             return self._reading
         self._reading, self._read_at = reading, now
-        self._warn_if_low(reading, now)
+        await self._warn_if_low(reading, now)
         return reading
 
     async def ensure_affordable(self, price: int | None = None) -> None:
@@ -89,17 +101,25 @@ class BalanceService:
 
     async def watch(self) -> None:
         """Called periodically: reads the balance now and then, logging a low balance once an hour."""
-        await self.read(max_age=LOW_BALANCE_LOG_INTERVAL / 6)
+        await self.read(max_age=NOTICE_INTERVAL_SECONDS / 6)
 
-    def _warn_if_low(self, reading: Balance, now: float) -> None:
+    async def _warn_if_low(self, reading: Balance, now: float) -> None:
         if not self._low_warning or reading.amount >= self._low_warning:
             return
-        if self._last_low_warning is not None and now - self._last_low_warning < LOW_BALANCE_LOG_INTERVAL:
+        if self._last_low_warning is not None and now - self._last_low_warning < NOTICE_INTERVAL_SECONDS:
             return
         self._last_low_warning = now
+        if not await self._once_an_hour("low-balance"):
+            return  # another process gave this warning within the hour
         log.warning(
             "The AI/ML account balance is low: %.0f, under LOW_BALANCE_WARNING (%.0f); about %d videos left",
             reading.amount,
             self._low_warning,
             max(0, int(reading.amount // self._cost)),
         )
+
+    async def _once_an_hour(self, notice: str) -> bool:
+        """Whether to give a notice now: once an hour across every process sharing the database."""
+        if self._notices is None:
+            return True
+        return await self._notices.claim_notice(notice, self._wall_clock(), NOTICE_INTERVAL_SECONDS)

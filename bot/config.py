@@ -145,6 +145,15 @@ class Settings:
     # the queue, and a job waits at most this long before it is dropped.
     max_running_generations: int = 0
     queue_timeout_minutes: float = 60.0
+    # The gateway shards this process runs: all of `shard_count` unless `shard_ids` names some; None = as many as
+    # Discord recommends, all in this process.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Only the process with shard 0 syncs the slash commands: one sync, whatever the number of processes."""
+        return self.shard_ids is None or 0 in self.shard_ids
 
     @property
     def luma_model(self) -> str:
@@ -268,6 +277,40 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _shard_count(env: Mapping[str, str]) -> int | None:
+    raw = env.get("SHARD_COUNT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"SHARD_COUNT must be a whole number, 1 or more, got {raw!r}")
+    return int(raw)
+
+
+def _shard_ids(env: Mapping[str, str], shard_count: int | None) -> tuple[int, ...] | None:
+    """SHARD_IDS: shard numbers and ranges, e.g. `0-3` or `4,5` or `0-1,6`, all under SHARD_COUNT."""
+    raw = env.get("SHARD_IDS", "").strip()
+    if not raw:
+        return None
+    if shard_count is None:
+        raise ConfigError("SHARD_IDS needs SHARD_COUNT (the total number of shards across every process)")
+    ids: list[int] = []
+    for part in (piece.strip() for piece in raw.split(",")):
+        low, dash, high = part.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise ConfigError(f"SHARD_IDS must list shard numbers or ranges such as 0-3 or 4,5; got {raw!r}")
+        first, last = int(low), int(high) if dash else int(low)
+        if first > last:
+            raise ConfigError(f"SHARD_IDS has a range that runs backwards: {part!r}")
+        ids.extend(range(first, last + 1))
+    if max(ids) >= shard_count:
+        raise ConfigError(
+            f"SHARD_IDS must be under SHARD_COUNT ({shard_count}): shards are numbered from 0, got {raw!r}"
+        )
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"SHARD_IDS names a shard twice: {raw!r}")
+    return tuple(sorted(ids))
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build the settings from an environment mapping, or raise ConfigError naming the bad variable."""
     discord_token = _required(env, "DISCORD_TOKEN")
@@ -287,6 +330,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {log_level!r}")
 
     luma_models = _models(env)
+    shard_count = _shard_count(env)
     low_balance_raw = env.get("LOW_BALANCE_WARNING", "").strip()
     try:
         low_balance_warning = float(low_balance_raw) if low_balance_raw else 5_000_000.0
@@ -321,4 +365,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         reconcile_window_minutes=_bounded_float(env, "RECONCILE_WINDOW_MINUTES", 60.0, 24 * 60.0),
         max_running_generations=_non_negative_int(env, "MAX_RUNNING_GENERATIONS"),
         queue_timeout_minutes=_positive_float(env, "QUEUE_TIMEOUT_MINUTES", 60.0),
+        shard_count=shard_count,
+        shard_ids=_shard_ids(env, shard_count),
     )

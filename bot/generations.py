@@ -44,6 +44,7 @@ from .quota import (
     limits_apply,
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
+from .sharing import GONE_AFTER_SECONDS
 from .storage import GenerationStore, StorageOutcomeUnknown, StorageUnavailable, UsageCounts
 from .video_api import ModelStatus
 
@@ -248,12 +249,12 @@ class GenerationService:
             task.cancel()
 
     async def check(
-        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, *, private: bool = False
     ) -> tuple[GuildRules, GenerationOptions]:
         """Every rule of the server, the model's options and the limits, checked without reserving anything, so that a
         refusal can be answered before the command is acknowledged publicly. start() re-checks the limits atomically.
         Returns the rules and the options with their model settled."""
-        rules, options = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent, private=private)
         global_daily = self._moderation.global_daily
         if not self._counts_needed(rules, origin.member):
             return rules, options  # nothing to count: the command answers without reading the usage
@@ -275,12 +276,17 @@ class GenerationService:
         )
 
     async def _permitted(
-        self, origin: Origin, options: GenerationOptions, parent: Generation | None
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, *, private: bool = False
     ) -> tuple[GuildRules, GenerationOptions]:
         """The server's rules, after checking who, where, what words, whose video and which model (all but the
         limits); the options come back with their model."""
         rules = await self._moderation.rules(origin.guild_id)
         check_access(rules, origin.member, origin.channel_id, origin.channel_parent_id)
+        if private and not rules.private_mode:
+            raise UserFacingError(
+                "This server's moderators have turned private mode off: ask without `private`, and the video is "
+                "posted in the channel."
+            )
         check_prompt_allowed(rules, options.prompt)
         if (
             parent is not None
@@ -402,8 +408,8 @@ class GenerationService:
 
     async def suggest(self, origin: Origin, text: str, *, finished_only: bool) -> list[Generation]:
         """Autocomplete for an id: the caller's own generations in this server matching what was typed, newest
-        first; once something is typed, other members' too where the caller may use them (any for /status; to
-        build on, as the server's sharing setting says). `finished_only`: completed videos only."""
+        first; once something is typed, other members' too where the caller may use them (any but their private ones
+        for /status; to build on, as the server's sharing setting says). `finished_only`: completed videos only."""
         text = text.strip()
         own = await self._store.search_references(
             origin.guild_id, text, SUGGESTIONS, requester_id=origin.user_id, finished_only=finished_only
@@ -415,7 +421,8 @@ class GenerationService:
             if not rules.members_share_videos:
                 return own
         found = await self._store.search_references(origin.guild_id, text, SUGGESTIONS, finished_only=finished_only)
-        return own + [generation for generation in found if generation.requester_id != origin.user_id]
+        # Another member's private videos stay theirs until they share them.
+        return own + [g for g in found if g.requester_id != origin.user_id and not g.private]
 
     async def find_job(self, guild_id: int, reference: str) -> Generation:
         """A generation of this server by its id, or a job by its `#number` (a waiting job has no id yet)."""
@@ -501,19 +508,23 @@ class GenerationService:
                 "Row %d: the status message's id could not be stored; the announcement won't reply to it", generation.id
             )
 
-    async def start(self, origin: Origin, options: GenerationOptions, *, parent: Generation | None) -> Generation:
+    async def start(
+        self, origin: Origin, options: GenerationOptions, *, parent: Generation | None, private: bool = False
+    ) -> Generation:
         """Record and send one create (or extend, with a parent) request, exactly once.
 
         `options` come from prepare() and `parent` from extendable(); the cog calls those before deferring so
         that mistakes are answered at once.
         """
         async with self.submitting():
-            return await self._start(origin, options, parent)
+            return await self._start(origin, options, parent, private)
 
-    async def _start(self, origin: Origin, options: GenerationOptions, parent: Generation | None) -> Generation:
+    async def _start(
+        self, origin: Origin, options: GenerationOptions, parent: Generation | None, private: bool
+    ) -> Generation:
         kind = _kind_of(options, parent)
         # The limits are checked once, atomically with the insert, below.
-        rules, options = await self._permitted(origin, options, parent)
+        rules, options = await self._permitted(origin, options, parent, private=private)
         model = options.model or self.models.default
         price = await self.expected_price(options) if self._balance is not None else 0
         if self._balance is not None:
@@ -542,6 +553,7 @@ class GenerationService:
                 limits_exempt=exempt,
                 counts=UsageCounts.for_limits(rules.limits, self._moderation.global_daily, self.max_running),
                 upload_limit=origin.upload_limit,
+                private=private,
             )
         except StorageOutcomeUnknown as error:
             raise UserFacingError(STORAGE_UNSURE) from error
@@ -669,10 +681,11 @@ class GenerationService:
         return price
 
     async def recover_interrupted(self) -> list[Generation]:
-        """At start: creates a stop cut off before their answer was stored are looked for (or reported where
-        nothing can find them), never resent."""
+        """At start, and then now and then: creates that a process's stop cut off before their answer was stored are
+        looked for (or reported where nothing can find them), never resent. Only creates of processes that are gone:
+        another process's create in flight is its own to finish."""
         recovered = []
-        for row in await self._store.interrupted_submissions():
+        for row in await self._store.take_over_submissions(self._clock(), GONE_AFTER_SECONDS):
             log.warning("Row %d was being sent when the bot stopped: its outcome is unknown, not resending", row.id)
             recovered.append(await self._look_for(row, requester_told=False))
         return recovered

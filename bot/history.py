@@ -97,6 +97,8 @@ class HistoryService:
                 channel_ids=channels,
                 before_id=query.cursor if query.direction is Direction.OLDER else None,
                 after_id=query.cursor if query.direction is Direction.NEWER else None,
+                # Another member's private videos stay theirs until shared (moderators see the whole server).
+                private_seen_by=None if viewer.is_moderator else viewer.user_id,
             )
         )
         more = len(rows) > PAGE_SIZE

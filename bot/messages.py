@@ -128,11 +128,12 @@ def status_embed(
         )
     started = _timestamp(generation.created_at)
     embed.add_field(name="Requested", value=started, inline=True)
+    where = "sent to you by direct message" if generation.private else "posted in this channel"
     if generation.state is State.RUNNING:
-        embed.set_footer(text="The video will be posted in this channel when it is ready.")
+        embed.set_footer(text=f"The video will be {where} when it is ready.")
     if generation.state is State.QUEUED:
         embed.set_footer(
-            text="Waiting for a free slot: it starts by itself, and the video is posted here when ready. Nothing "
+            text=f"Waiting for a free slot: it starts by itself, and the video is {where} when ready. Nothing "
             f"is sent or charged until then; Cancel or /cancel {generation.reference} removes it."
         )
     if note:

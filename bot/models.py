@@ -90,6 +90,8 @@ class Delivery(StrEnum):
 
     CHANNEL = "channel"
     DIRECT_MESSAGE = "dm"
+    # A private result whose requester's DMs are closed, shown to them in their command's ephemeral answer.
+    EPHEMERAL = "ephemeral"
     UNDELIVERABLE = "undeliverable"
 
 
@@ -211,6 +213,8 @@ class Generation:
     queue_attempts: int = 0
     not_before: float | None = None
     limits_exempt: bool = False
+    # Asked for privately: every answer is ephemeral and the result goes to the requester by DM, never the channel.
+    private: bool = False
     # The largest file Discord accepted in the channel when the video was asked for (the interaction's
     # attachment_size_limit); None where it was not known.
     upload_limit: int | None = None

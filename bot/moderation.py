@@ -157,6 +157,13 @@ class ModerationService:
         self._changed(guild_id)
         return await self.rules(guild_id)
 
+    async def set_private_mode(self, guild_id: int, allowed: object) -> GuildRules:
+        if not isinstance(allowed, bool):
+            raise UserFacingError("`allowed` must be true or false.")
+        await self._store.set_private_mode(guild_id, allowed, self._clock())
+        self._changed(guild_id)
+        return await self.rules(guild_id)
+
     async def set_keep_videos(self, guild_id: int, keep: object) -> GuildRules:
         """Whether announcements carry the video file itself (when it fits the upload limit), not only its link."""
         if not isinstance(keep, bool):

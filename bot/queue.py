@@ -118,7 +118,11 @@ class QueueRunner:
         board: QueueBoard | None = None,
         clock: Callable[[], float] = time.time,
         edit_interval: float = POSITION_EDIT_INTERVAL,
+        shows_positions: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """`shows_positions` says whether this process is the one (of those sharing the database) that edits the
+        waiting jobs' status messages now; without it, this one does."""
+        self._shows_positions = shows_positions
         self._store = store
         self._sender = sender
         self._rules = rules
@@ -274,7 +278,7 @@ class QueueRunner:
 
     async def _show_positions(self) -> None:
         board = self.board
-        if board is None:
+        if board is None or (self._shows_positions is not None and not await self._shows_positions()):
             return
         now = self._clock()
         if not self._shown and not self._left and not await self._store.queued():

@@ -43,6 +43,8 @@ class GuildRules:
     exempt_roles: frozenset[int] = frozenset()
     blocked_phrases: tuple[str, ...] = ()
     members_share_videos: bool = True
+    # Whether members may ask for videos privately (every answer ephemeral, the video by DM).
+    private_mode: bool = True
     # The enabled models this server may use; empty: all of them.
     allowed_models: frozenset[str] = frozenset()
     # Whether announcements carry the video file itself (when it fits the upload limit), not only its link.

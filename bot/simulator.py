@@ -95,6 +95,9 @@ class SimulatorConfig:
     public_base_url: str | None = None
     # A round trip added to every API request, as a distant API has (the benchmark uses it to show concurrency).
     latency_seconds: float = 0.0
+    # Video links that expire, as a provider's pre-signed links do: each answer gives a link valid this long from
+    # then (so a later look-up gives a fresh one). 0: a link that never changes.
+    link_lifetime_seconds: float = 0.0
     # The video files behind the links: their size, how long sending one takes, and the type they are served as
     # (a bot that keeps videos must cope with a big, a slow and a wrong one).
     video_bytes: int = 4096
@@ -268,6 +271,14 @@ def _file_stem(gen: SimGeneration) -> str:
     return gen.id.split(":", 1)[0]
 
 
+def _video_link(request: web.Request, gen: SimGeneration) -> str:
+    link = f"{_base_url(request)}/videos/{_file_stem(gen)}.mp4"
+    lifetime = request.app[CONFIG_KEY].link_lifetime_seconds
+    if lifetime:
+        link += f"?expires={int(request.app[CLOCK_KEY]() + lifetime)}"
+    return link
+
+
 def _legacy_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     config = request.app[CONFIG_KEY]
     now = request.app[CLOCK_KEY]()
@@ -286,7 +297,7 @@ def _legacy_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     elif state == "completed":
         base, stem = _base_url(request), _file_stem(gen)
         body["video"] = {
-            "url": f"{base}/videos/{stem}.mp4",
+            "url": _video_link(request, gen),
             "width": 1360,
             "height": 752,
             "thumbnail": f"{base}/videos/{stem}.jpg",
@@ -301,7 +312,7 @@ def _v2_json(request: web.Request, gen: SimGeneration) -> dict[str, Any]:
     state = _state_of(gen, request.app[CONFIG_KEY], request.app[CLOCK_KEY]())
     body: dict[str, Any] = {"id": gen.id, "status": _V2_STATUS[state], "video": None, "error": None}
     if state == "completed":
-        body["video"] = {"url": f"{_base_url(request)}/videos/{_file_stem(gen)}.mp4"}
+        body["video"] = {"url": _video_link(request, gen)}
         body["meta"] = {"usage": {"credits_used": gen.credits, "usd_spent": round(gen.credits * USD_PER_CREDIT, 6)}}
     elif state == "failed":
         body["error"] = {"name": "GenerationError", "message": FAILURE_REASON}

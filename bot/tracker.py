@@ -4,6 +4,9 @@ A pipeline whose cost follows what changed: the running set is read (ids and sta
 batches, each batch's changed rows are written in one short transaction, and the generations it finished go straight
 to the announcements, which run at their own pace in a task of their own. Periodic side jobs (the balance watch)
 have their own task too, so that none of the three waits for a whole pass of another.
+
+Several processes may share the database: each takes its look-ups and announcements by lease, and one at a time
+does reconciliation (see bot/sharing.py), so nothing is looked up or announced twice.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .models import ApiGeneration, Delivery, Generation, State
 from .progress import ProgressBoard, StatusView, ending
 from .queue import QueueRunner
 from .reconcile import Reconciler
+from .sharing import ANNOUNCE_LEASE_SECONDS, BEAT_INTERVAL_SECONDS, RECONCILE_JOB, job_lease, lookup_lease
 from .storage import GenerationStore, StorageUnavailable, TrackedGeneration
 from .video_api import model_of
 
@@ -63,7 +67,10 @@ class Tracker:
         reconciler: Reconciler | None = None,
         queue: QueueRunner | None = None,
         progress: ProgressBoard | None = None,
+        recover: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """`recover` takes over creates that processes now gone left in flight (reconciliation's part)."""
+        self._recover = recover
         self._queue = queue
         self._progress = progress
         self._balance = balance
@@ -89,6 +96,8 @@ class Tracker:
             asyncio.create_task(self._every_interval(self.poll), name="generation-lookups"),
             asyncio.create_task(self._announce_continuously(), name="generation-announcements"),
             asyncio.create_task(self._every_interval(self.run_side_jobs), name="tracker-side-jobs"),
+            # Its own task: a slow side job must not make the other processes take this one for gone.
+            asyncio.create_task(self._every_interval(self.beat, BEAT_INTERVAL_SECONDS), name="process-heartbeat"),
         ]
 
     async def stop(self) -> None:
@@ -119,9 +128,10 @@ class Tracker:
                 await self._store.mark_notice_sent(generation.id, self._clock())
                 self._show(generation)
 
-    async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run `step` once per poll interval, counted from the start of each run; a slow run is followed at once,
-        after a short breather."""
+    async def _every_interval(self, step: Callable[[], Awaitable[None]], interval: float | None = None) -> None:
+        """Run `step` once per poll interval (or `interval`), counted from the start of each run; a slow run is
+        followed at once, after a short breather."""
+        period = min(self._poll_interval, interval) if interval is not None else self._poll_interval
         while True:
             started = time.monotonic()
             try:
@@ -130,15 +140,29 @@ class Tracker:
                 raise
             except Exception:
                 # A bad cycle must not end tracking for good: log it and try again next period.
-                log.exception("Tracker step %s failed; retrying in %.1fs", step.__name__, self._poll_interval)
+                log.exception("Tracker step %s failed; retrying in %.1fs", step.__name__, period)
             elapsed = time.monotonic() - started
-            await asyncio.sleep(max(self._poll_interval - elapsed, self._poll_interval / 4))
+            await asyncio.sleep(max(period - elapsed, period / 4))
 
     # --- periodic side jobs --------------------------------------------------------------------------------
 
     async def run_side_jobs(self) -> None:
         """Jobs that run beside the look-ups, once per interval; one failing never stops the others."""
-        await _each((self._run_queue, self._reconcile, self.notify_checking, self._watch_balance, self._sweep_endings))
+        await _each((self._run_queue, self._shared_jobs, self._watch_balance))
+
+    async def _shared_jobs(self) -> None:
+        """Done by one process at a time, the one holding their lease: reconciliation, and the sweep of the endings
+        that no status message shows yet."""
+        if await self._store.hold_lease(RECONCILE_JOB, self._clock(), job_lease(self._poll_interval)):
+            await _each((self._take_over, self._reconcile, self.notify_checking, self._sweep_endings))
+
+    async def _take_over(self) -> None:
+        if self._recover is not None:
+            await self._recover()
+
+    async def beat(self) -> None:
+        """Note in the database that this process is alive."""
+        await self._store.beat(self._clock())
 
     async def _sweep_endings(self) -> None:
         if self._progress is not None:
@@ -155,7 +179,7 @@ class Tracker:
         hands what finished to the announcements at once."""
         started = time.monotonic()
         try:
-            running = await self._store.tracked()
+            running = await self._store.lease_lookups(self._clock(), lookup_lease(self._poll_interval))
             if not running:
                 return
             batches = self._batches(running)
@@ -305,7 +329,7 @@ class Tracker:
             return
         self._announcing.add(row_id)
         try:
-            generation = await self._store.unannounced_generation(row_id)
+            generation = await self._store.lease_announcement(row_id, self._clock(), ANNOUNCE_LEASE_SECONDS)
             if generation is not None:
                 await self._announce(generation)
         except StorageUnavailable:

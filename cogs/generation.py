@@ -106,6 +106,7 @@ class GenerationCog(commands.Cog):
         last_frame_of="Start from the last frame of one of this server's finished videos (its id)",
         model="Which Luma model makes the video (default: the bot's first)",
         hdr="High dynamic range (Ray 3.2: 5-second videos at 720p or 1080p)",
+        private="Only you see the answers, and the video comes to you by direct message, to share if you like",
     )
     # Ray 2's resolutions and lengths; offer_options() fits them to the enabled models.
     @app_commands.choices(
@@ -127,6 +128,7 @@ class GenerationCog(commands.Cog):
         last_frame_of: str | None = None,
         model: str | None = None,
         hdr: bool | None = None,
+        private: bool = False,
     ) -> None:
         origin = origin_of(interaction)
         if image is not None:
@@ -152,7 +154,7 @@ class GenerationCog(commands.Cog):
                 hdr=hdr,
             )
         )
-        await self._start_publicly(interaction, origin, options, parent=None)
+        await start_publicly(self.service, interaction, origin, options, None, private=private)
 
     @app_commands.command(
         name="extend", description="Continue a finished video with a new prompt (about 5 seconds more)"
@@ -163,6 +165,7 @@ class GenerationCog(commands.Cog):
         prompt="What happens next, in plain words",
         aspect_ratio="Shape of the video (default 16:9 landscape)",
         expand_prompt="Let Luma enrich the prompt with more detail (default: yes)",
+        private="Only you see the answers, and the video comes to you by direct message, to share if you like",
     )
     @app_commands.choices(aspect_ratio=ASPECT_RATIO_CHOICES)
     async def extend(
@@ -172,11 +175,12 @@ class GenerationCog(commands.Cog):
         prompt: PromptText,
         aspect_ratio: str = DEFAULT_ASPECT_RATIO,
         expand_prompt: bool = True,
+        private: bool = False,
     ) -> None:
         origin = origin_of(interaction)
         parent = await self.service.extendable(origin.guild_id, generation_id)
         options = self.service.prepare(GenerationOptions(prompt, aspect_ratio, expand_prompt))
-        await self._start_publicly(interaction, origin, options, parent=parent)
+        await start_publicly(self.service, interaction, origin, options, parent, private=private)
 
     @app_commands.command(name="status", description="Follow a generation, or list your latest ones")
     @app_commands.guild_only()
@@ -222,15 +226,6 @@ class GenerationCog(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         return await suggest_generations(self.service, interaction, current, finished_only=False)
 
-    async def _start_publicly(
-        self,
-        interaction: discord.Interaction[VideoBot],
-        origin: Origin,
-        options: GenerationOptions,
-        parent: Generation | None,
-    ) -> None:
-        await start_publicly(self.service, interaction, origin, options, parent)
-
 
 async def suggest_generations(
     service: GenerationService, interaction: discord.Interaction[VideoBot], current: str, *, finished_only: bool
@@ -251,27 +246,35 @@ async def start_publicly(
     origin: Origin,
     options: GenerationOptions,
     parent: Generation | None,
+    *,
+    private: bool = False,
 ) -> None:
-    """Check, acknowledge publicly, start, and show the status message: every command that makes a video."""
-    _, options = await service.check(origin, options, parent)
+    """Check, acknowledge publicly (privately for a private request), start, and show the status message: every
+    command and every button that makes a video."""
+    _, options = await service.check(origin, options, parent, private=private)
     # From here to the status message the command counts as under way: a shutdown waits for it.
     async with service.submitting():
         # Everything a member can get wrong was checked by now, so the acknowledgement can be public; the
         # API call may take longer than Discord's 3 seconds, hence the deferral.
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(ephemeral=private, thinking=True)
         try:
-            generation = await service.start(origin, options, parent=parent)
+            generation = await service.start(origin, options, parent=parent, private=private)
         except BaseException:
             # The refusal is told privately by the error handler; drop the public "thinking…" placeholder.
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
             raise
+        if private:
+            # The one way to reach the requester if their DMs turn out closed, while Discord accepts it.
+            interaction.client.announcer.private_answers.remember(generation.id, interaction)
         try:
             message = await show_started(service, interaction, generation)
         except discord.HTTPException as error:
             # The generation runs (or waits) and will be announced anyway; only the status message is missing.
             log.warning("Could not show the status of %s: %s", generation.reference, error)
             return
+        if private:
+            return  # an ephemeral message: the announcement can't reply to it, nor an edit reach it by the channel
         await service.attach_status_message(generation, message.id)
         if generation.state is State.QUEUED:
             # The queue may have moved it before the message's id was stored, when no edit could reach it.

@@ -83,8 +83,13 @@ def rules_embed(
         names = ", ".join(label_of(model) for model in used) or "none"
         embed.add_field(name="Models", value=names + ("" if rules.allowed_models else " (all)"), inline=False)
     embed.add_field(
-        name="Members may extend each other's videos",
-        value="yes" if rules.members_share_videos else "no (only their own; moderators may extend any)",
+        name="Members may extend and re-roll each other's videos",
+        value="yes" if rules.members_share_videos else "no (only their own; moderators may use any)",
+        inline=False,
+    )
+    embed.add_field(
+        name="Private mode",
+        value="on (`private` sends a video to its requester by direct message)" if rules.private_mode else "off",
         inline=False,
     )
     embed.add_field(
@@ -317,17 +322,30 @@ class ModerationCog(commands.Cog):
 
     @limits.command(
         name="sharing",
-        description="Whether members may extend each other's videos (Manage Server)",
+        description="Whether members may extend and re-roll each other's videos (Manage Server)",
         extras=FOR_MODERATORS,
     )
-    @app_commands.describe(allowed="Yes: members may extend each other's videos; no: only their own")
+    @app_commands.describe(allowed="Yes: members may extend and re-roll each other's videos; no: only their own")
     async def sharing(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
         guild_id = require_moderator(interaction)
         await self.service.set_sharing(guild_id, allowed)
         await self._show(interaction, guild_id, "Sharing updated.")
 
     @limits.command(
-        name="keep_videos", description="Upload finished videos as files, so they outlive the link (Manage Server)"
+        name="private",
+        description="Whether members may ask for videos privately (Manage Server)",
+        extras=FOR_MODERATORS,
+    )
+    @app_commands.describe(allowed="true: `private` delivers by direct message; false: every video is posted here")
+    async def private(self, interaction: discord.Interaction[VideoBot], allowed: bool) -> None:
+        guild_id = require_moderator(interaction)
+        await self.service.set_private_mode(guild_id, allowed)
+        await self._show(interaction, guild_id, "Private mode updated.")
+
+    @limits.command(
+        name="keep_videos",
+        description="Upload finished videos as files, so they outlive the link (Manage Server)",
+        extras=FOR_MODERATORS,
     )
     @app_commands.describe(
         upload="Upload each finished video when it fits this server's upload limit (else post the link)"

@@ -74,6 +74,42 @@ def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> No
         load_settings(REQUIRED | {name: value})
 
 
+@pytest.mark.parametrize(
+    ("env", "count", "ids", "syncs"),
+    [
+        ({}, None, None, True),
+        ({"SHARD_COUNT": "4"}, 4, None, True),
+        ({"SHARD_COUNT": "8", "SHARD_IDS": "0-3"}, 8, (0, 1, 2, 3), True),
+        ({"SHARD_COUNT": "8", "SHARD_IDS": " 4, 5 "}, 8, (4, 5), False),
+        ({"SHARD_COUNT": "8", "SHARD_IDS": "6,1-2"}, 8, (1, 2, 6), False),
+    ],
+)
+def test_shards_are_read_and_only_shard_0_syncs_the_commands(
+    env: dict[str, str], count: int | None, ids: tuple[int, ...] | None, syncs: bool
+) -> None:
+    settings = load_settings(REQUIRED | env)
+    assert (settings.shard_count, settings.shard_ids, settings.syncs_commands) == (count, ids, syncs)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT"),
+        ({"SHARD_COUNT": "many"}, "SHARD_COUNT"),
+        ({"SHARD_IDS": "0-1"}, "SHARD_IDS needs SHARD_COUNT"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "4"}, "SHARD_IDS must be under SHARD_COUNT"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "3-1"}, "SHARD_IDS"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0,0-1"}, "SHARD_IDS names a shard twice"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "one"}, "SHARD_IDS"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "1,,2"}, "SHARD_IDS"),
+    ],
+)
+def test_bad_shard_settings_are_refused_in_one_line(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named) as refused:
+        load_settings(REQUIRED | env)
+    assert "\n" not in str(refused.value)
+
+
 def test_secrets_never_show_in_a_repr() -> None:
     settings = load_settings(REQUIRED)
     text = repr(settings) + str(settings.discord_token) + f"{settings.aiml_api_key}"

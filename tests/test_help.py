@@ -23,6 +23,8 @@ MODERATOR_ONLY = {
     "/limits exempt action […]",
     "/limits words action […]",
     "/limits sharing allowed",
+    "/limits private allowed",
+    "/limits keep_videos upload",
     "/limits models action […]",
     "/usage […]",
 }
@@ -55,6 +57,7 @@ def test_a_member_reads_what_the_bot_does_and_only_the_commands_they_may_use(off
     text = text_of(embed)
     assert "video studio" in text and "`/generate prompt […]`" in text and "`/history […]`" in text
     assert "`/limits show`" in text and "`/extend generation_id prompt […]`" in text and "`/help`" in text
+    assert "`/show generation_id`" in text
     assert "For moderators" not in text
     assert not any(usage in text for usage in MODERATOR_ONLY)
     assert_within_discord_limits(embed)

@@ -143,6 +143,31 @@ async def test_members_see_the_server_as_its_sharing_setting_says_and_only_chann
     assert history_page_embed(own).title == "Your videos in this server"
 
 
+async def test_another_members_private_videos_stay_out_of_the_servers_list(
+    store: GenerationStore, history: HistoryService
+) -> None:
+    shared = await add(store, ALICE)
+    private = await store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=GUILD,
+        channel_id=OPEN_CHANNEL,
+        requester_id=ALICE,
+        options=GenerationOptions("a private garden"),
+        parent_api_id=None,
+        now=1_800_000_500.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=None,
+        private=True,
+    )
+    server = HistoryQuery(scope=Scope.SERVER)
+    assert ids(await history.page(BOB_HERE, server, None)) == [shared.id]
+    assert ids(await history.page(BOB_HERE, replace(server, member_id=ALICE), None)) == [shared.id]
+    assert ids(await history.page(ALICE_HERE, server, None)) == [private.id, shared.id]
+    assert ids(await history.page(ALICE_HERE, HistoryQuery(), None)) == [private.id, shared.id]
+    assert ids(await history.page(MODERATOR_HERE, server, None)) == [private.id, shared.id]
+
+
 async def test_mine_is_the_caller_s_own_and_naming_a_member_means_the_server(history: HistoryService) -> None:
     assert scope_for(None, None) is Scope.MINE and scope_for(None, BOB) is Scope.SERVER
     assert scope_for(Scope.MINE, None) is Scope.MINE
@@ -176,6 +201,7 @@ HISTORY_SLICES = [
     HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, before_id=5000),
     HistorySlice(guild_id=GUILD, limit=11, requester_id=ALICE, after_id=5000),
     HistorySlice(guild_id=GUILD, limit=11, channel_ids=frozenset({1, 2, 3}), before_id=5000),
+    HistorySlice(guild_id=GUILD, limit=11, private_seen_by=BOB, before_id=5000),
 ]
 
 

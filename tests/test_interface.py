@@ -22,10 +22,11 @@ async def command_payloads(store: GenerationStore, models: str = "legacy") -> As
     settings = load_settings({"DISCORD_TOKEN": "t", "AIML_API_KEY": "k", "LUMA_MODELS": models})
     async with aiohttp.ClientSession() as session:
         bot = VideoBot(settings, store, LumaClient(session, "http://127.0.0.1:9", settings.aiml_api_key))
-        for extension in EXTENSIONS:
-            await bot.load_extension(extension)
-        yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
-        await bot.close()
+        # Entered as the bot is at start (a sharded client's close needs what entering sets up), never logged in.
+        async with bot:
+            for extension in EXTENSIONS:
+                await bot.load_extension(extension)
+            yield {command.name: command.to_dict(bot.tree) for command in bot.tree.get_commands()}
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def options_of(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_the_command_names_are_as_documented(commands: dict[str, dict[str, Any]]) -> None:
     assert set(commands) == {
-        "generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help",
+        "generate", "status", "extend", "limits", "quota", "usage", "queue", "cancel", "history", "help", "show",
     }  # fmt: skip
 
 
@@ -70,7 +71,7 @@ def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
     assert list(options)[:3] == ["prompt", "aspect_ratio", "expand_prompt"]
     assert set(options) == {
         "prompt", "aspect_ratio", "expand_prompt", "resolution", "duration", "loop", "image", "end_image",
-        "last_frame_of",
+        "last_frame_of", "private",
     }  # fmt: skip
     assert options["prompt"]["required"] is True and options["prompt"]["max_length"] == 2048
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == [
@@ -87,6 +88,7 @@ def test_generate_options(commands: dict[str, dict[str, Any]]) -> None:
     assert [c["value"] for c in options["resolution"]["choices"]] == ["540p", "720p", "1080p", "4k"]
     assert [c["value"] for c in options["duration"]["choices"]] == [5, 9]
     assert options["image"]["type"] == options["end_image"]["type"] == 11
+    assert options["private"]["type"] == 5 and options["private"].get("required", False) is False
 
 
 def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
@@ -94,14 +96,24 @@ def test_status_and_extend_options(commands: dict[str, dict[str, Any]]) -> None:
     assert list(status) == ["generation_id"] and status["generation_id"].get("required", False) is False
     assert status["generation_id"]["autocomplete"] is True
     extend = options_of(commands["extend"])
-    assert list(extend) == ["generation_id", "prompt", "aspect_ratio", "expand_prompt"]
+    assert list(extend) == ["generation_id", "prompt", "aspect_ratio", "expand_prompt", "private"]
     assert extend["generation_id"]["required"] and extend["prompt"]["required"]
+    assert extend["private"]["type"] == 5
+
+
+def test_show_options(commands: dict[str, dict[str, Any]]) -> None:
+    show = options_of(commands["show"])
+    assert list(show) == ["generation_id"] and show["generation_id"]["required"]
+    assert show["generation_id"]["autocomplete"] is True
 
 
 def test_moderation_commands(commands: dict[str, dict[str, Any]]) -> None:
     subcommands = options_of(commands["limits"])
-    assert set(subcommands) == {"show", "set", "channels", "roles", "exempt", "words", "sharing", "keep_videos"}
+    assert set(subcommands) == {
+        "show", "set", "channels", "roles", "exempt", "words", "sharing", "keep_videos", "private",
+    }  # fmt: skip
     assert options_of(subcommands["keep_videos"])["upload"]["type"] == 5  # a boolean
+    assert options_of(subcommands["private"])["allowed"]["type"] == 5
     assert set(options_of(subcommands["set"])) == {
         "user_daily",
         "server_daily",
@@ -158,7 +170,7 @@ def test_every_option_has_a_real_description(several_models: dict[str, dict[str,
 def test_id_options_suggest_and_fixed_sets_are_choices(several_models: dict[str, dict[str, Any]]) -> None:
     options = dict(path_option for command in several_models.values() for path_option in all_options(command))
     ids = [path for path in options if path.endswith(("generation_id", "last_frame_of"))]
-    assert len(ids) == 6 and all(options[path].get("autocomplete") is True for path in ids)
+    assert len(ids) == 7 and all(options[path].get("autocomplete") is True for path in ids)
     for path in ("generate aspect_ratio", "generate model", "limits channels action", "limits models model"):
         assert options[path]["choices"], path
 

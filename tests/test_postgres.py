@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from bot.models import Generation, GenerationOptions, Kind
+from bot.quota import ServerLimits
 from bot.storage import StorageOutcomeUnknown, StorageUnavailable
 from tests.postgres import databases_of_tests, fresh_database
 from tests.postgres_proxy import Cut, proxied
 
 if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a skip
     pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[test]')")
+
+import asyncpg
 
 from bot.storage.postgres import MIGRATIONS, PostgresStore
 
@@ -143,7 +146,9 @@ async def test_three_processes_migrating_at_once_leave_one_schema_at_the_newest_
             await store.close()
         assert (rows, version) == (1, len(MIGRATIONS))
         assert [row[0] for row in tables] == [
+            "bot_leases",
             "bot_meta",
+            "bot_processes",
             "generations",
             "guild_limits",
             "guild_rule_entries",
@@ -213,6 +218,35 @@ async def test_connections_the_server_drops_are_replaced_and_a_write_that_meets_
             assert await store.get_meta("k") == "after 2"
             if outcomes[0] == "unavailable":
                 assert "The database cannot be written" in caplog.text
+        finally:
+            await store.close()
+
+
+async def test_a_database_of_the_first_schema_gets_private_requests_and_keeps_its_rows() -> None:
+    async with fresh_database() as url:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(MIGRATIONS[0])
+            await connection.execute(
+                "CREATE TABLE schema_version (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),"
+                " version INTEGER NOT NULL); INSERT INTO schema_version (version) VALUES (1)"
+            )
+            await connection.execute(
+                "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+                " expand_prompt, state, created_at, updated_at) VALUES"
+                " ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 5, 5)"
+            )
+            await connection.execute(
+                "INSERT INTO guild_limits (guild_id, members_share_videos, updated_at) VALUES (1, 0, 5)"
+            )
+        finally:
+            await connection.close()
+        store = await PostgresStore.open(url)
+        try:
+            [row] = await store.running()
+            assert row.api_id == "old-1" and row.private is False
+            rules = await store.guild_rules(1, ServerLimits())
+            assert (rules.private_mode, rules.members_share_videos) == (True, False)
         finally:
             await store.close()
 

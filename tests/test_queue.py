@@ -258,6 +258,37 @@ async def test_positions_are_shown_and_follow_the_queue(
     assert bot.board.last(second.id) == (State.QUEUED, 1)
 
 
+async def test_only_the_process_holding_the_board_edits_the_status_messages(
+    store: GenerationStore, api: LumaClient, clock: FakeClock
+) -> None:
+    bot = Bot(store, api, clock, max_running=1)
+    holds = [False]
+
+    async def shows_positions() -> bool:
+        return holds[0]
+
+    bot.runner = QueueRunner(
+        store,
+        bot.service,
+        bot.moderation.rules,
+        max_running=1,
+        timeout_seconds=TIMEOUT,
+        board=bot.board,
+        clock=clock,
+        edit_interval=0.0,
+        shows_positions=shows_positions,
+    )
+    bot.service.wake_queue = bot.runner.wake
+    await bot.generate(ALICE, "the one slot")
+    waiting = await bot.generate(CAROL, "in line")
+    await bot.service.attach_status_message(waiting, 9001)
+    await bot.settle()
+    assert bot.board.shown == []  # another process edits them
+    holds[0] = True
+    await bot.settle()
+    assert bot.board.last(waiting.id) == (State.QUEUED, 1)
+
+
 async def test_cancel_by_requester_or_moderator_never_another_member_nor_a_running_job(bot: Bot) -> None:
     running = await bot.generate(ALICE, "slot one")
     await bot.generate(BOB, "slot two")

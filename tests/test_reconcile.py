@@ -12,6 +12,7 @@ from bot.models import Generation, GenerationOptions, Kind, State
 from bot.reconcile import CheckSchedule, Reconciler, _Candidate, match_in_order
 from bot.simulator import RunningSimulator
 from bot.storage import GenerationStore
+from bot.storage.shared import new_process_id
 from bot.tracker import Tracker
 from tests.conftest import FakeClock
 from tests.fakes import RecordingAnnouncer
@@ -223,7 +224,8 @@ async def test_a_restart_looks_for_a_cut_create_and_tells_the_requester_once(
         now=clock(),
     )
     made = await api.create(options)
-    # The second life.
+    # The second life: another process on the same database.
+    store.process_id = new_process_id()
     [recovered] = await service.recover_interrupted()
     assert recovered.state is State.CHECKING and recovered.notice_sent_at is None
     await tracker.run_once()

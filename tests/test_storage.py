@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -388,6 +389,92 @@ async def test_a_database_of_the_previous_schema_is_migrated_with_its_rows_and_r
         assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
 
 
+async def test_private_requests_and_the_private_mode_setting_survive_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "before-private.sqlite3"
+    before = next(number for number, script in enumerate(MIGRATIONS) if "ADD COLUMN private " in script)
+    with sqlite3.connect(path) as old:
+        for number, script in enumerate(MIGRATIONS[:before], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+        old.execute("INSERT INTO guild_limits (guild_id, members_share_videos, updated_at) VALUES (1, 0, 5)")
+    opened = await SqliteStore.open(path)
+    try:
+        [row] = await opened.running()
+        assert row.private is False  # what was asked before stays public
+        rules = await opened.guild_rules(1, ServerLimits())
+        assert rules.private_mode is True and rules.members_share_videos is False
+        await opened.set_private_mode(1, False, 10.0)
+        assert (await opened.guild_rules(1, ServerLimits())).private_mode is False
+        assert (await opened.guild_rules(1, ServerLimits())).members_share_videos is False
+        private = await opened.reserve(
+            kind=Kind.GENERATE,
+            guild_id=1,
+            channel_id=11,
+            requester_id=100,
+            options=GenerationOptions("a private fox"),
+            parent_api_id=None,
+            now=20.0,
+            model="legacy",
+            counted_since=0.0,
+            decide=None,
+            private=True,
+        )
+        assert private.private is True and (await opened.get(private.id)) == private
+    finally:
+        await opened.close()
+
+
+async def test_on_sqlite_creates_in_flight_of_an_earlier_run_are_taken_over_once_and_never_this_run_s_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.sqlite3"
+    earlier = await SqliteStore.open(path)
+    left = await _insert(earlier, prompt="cut off by a crash")
+    await earlier.close()
+    store = await SqliteStore.open(path)
+    try:
+        own = await _insert(store, prompt="this run's, on its way")
+        [taken] = await store.take_over_submissions(200.0, 15.0)
+        assert taken.id == left.id and taken.state is State.SUBMITTING
+        assert await store.take_over_submissions(300.0, 15.0) == []  # now this run's: taken once
+        assert [g.id for g in await store.interrupted_submissions()] == [left.id, own.id]
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_the_one_process_holds_every_lease(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
+    row = await _insert(store)
+    await store.mark_submitted(row.id, ApiGeneration(id="api-1", state="pending"), 101.0)
+    await store.beat(102.0)
+    assert await store.lease_lookups(103.0, 10.0) == await store.tracked()
+    assert await store.lease_lookups(104.0, 10.0) == await store.tracked()  # no lease shuts it out on SQLite
+    assert await store.lease_announcement(row.id, 105.0, 15.0) is None  # not finished
+    await store.apply_api_update(row.id, ApiGeneration(id="api-1", state="completed", video_url="https://v"), 106.0)
+    leased = await store.lease_announcement(row.id, 107.0, 15.0)
+    assert leased is not None and leased.id == row.id
+    assert await store.hold_lease("reconcile", 108.0, 15.0)
+
+
+async def test_a_notice_is_claimed_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    first, second = await SqliteStore.open(path), await SqliteStore.open(path)
+    try:
+        assert await first.claim_notice("low-balance", 1000.0, 3600.0)
+        assert not await second.claim_notice("low-balance", 1001.0, 3600.0)
+        assert not await first.claim_notice("low-balance", 4599.0, 3600.0)
+        assert await second.claim_notice("other", 4599.0, 3600.0)  # each notice on its own
+        assert await second.claim_notice("low-balance", 4600.0, 3600.0)
+        assert not await first.claim_notice("low-balance", 4601.0, 3600.0)
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_several_openers_of_an_old_file_at_once_migrate_it_once(tmp_path: Path) -> None:
     # The bot and an operator's tool (python -m bot.adopt) started together on a file of an older version.
     path = tmp_path / "old.sqlite3"
@@ -470,7 +557,9 @@ async def test_the_upload_limit_and_the_keep_videos_setting_are_kept(store: Gene
 
 async def test_endings_of_the_schema_before_live_progress_count_as_shown(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    before = len(storage.MIGRATIONS) - 1
+    before = next(number for number, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
+
+    before = next(n for n, script in enumerate(storage.MIGRATIONS) if "status_shown_at" in script)
     with sqlite3.connect(path) as old:
         for number, script in enumerate(storage.MIGRATIONS[:before], start=1):
             old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
@@ -490,6 +579,33 @@ async def test_endings_of_the_schema_before_live_progress_count_as_shown(tmp_pat
         assert [g.api_id for g in await opened.unshown_endings(since=0.0)] == ["old-2"]
     finally:
         await opened.close()
+
+
+async def test_a_private_request_and_the_servers_private_mode_are_kept(store: GenerationStore) -> None:
+    def reserve(private: bool) -> Any:
+        return store.reserve(
+            kind=Kind.GENERATE,
+            guild_id=1,
+            channel_id=11,
+            requester_id=100,
+            options=GenerationOptions("a private fox"),
+            parent_api_id=None,
+            now=20.0,
+            model="legacy",
+            counted_since=0.0,
+            decide=None,
+            private=private,
+        )
+
+    private, public = await reserve(True), await reserve(False)
+    assert (private.private, public.private) == (True, False)
+    assert [g.private for g in await store.recent_for_member(1, 100)] == [False, True]
+    assert (await store.guild_rules(1, ServerLimits())).private_mode is True  # on unless moderators turn it off
+    await store.set_members_share_videos(1, False, 30.0)
+    await store.set_private_mode(1, False, 31.0)
+    rules = await store.guild_rules(1, ServerLimits())
+    assert (rules.private_mode, rules.members_share_videos) == (False, False)
+    assert (await store.guild_rules(2, ServerLimits())).private_mode is True
 
 
 async def test_the_queue_s_counts_are_made_only_where_a_cap_needs_them(store: GenerationStore) -> None:

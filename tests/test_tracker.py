@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -94,6 +95,7 @@ async def test_look_up_outages_delay_but_do_not_lose_announcements(
     simulator.state.lookup_faults.extend([500] * 4)
     await tracker.run_once()
     assert announcer.sent == []
+    clock.advance(1)  # a cycle later (the last one's look-up lease ran out)
     await tracker.run_once()
     assert announcer.sent_ids() == [generation.api_id]
 
@@ -269,6 +271,7 @@ async def test_look_ups_run_concurrently_up_to_the_cap_and_stay_at_one_request_p
         lookups = [r for r in simulator.state.requests[before:] if r.endpoint == "GET /luma-ai/generation"]
         assert len(lookups) == 3
         assert most_at_once(lookups) == expected
+        clock.advance(1)  # a cycle later (its look-up leases ran out)
 
 
 async def test_a_slow_batch_holds_up_neither_the_other_batches_nor_their_announcements(
@@ -317,6 +320,7 @@ async def test_a_failing_batch_holds_up_neither_the_other_batches_nor_their_anno
     await tracker.run_once()
     assert sorted(announcer.sent_ids()) == sorted([started[0].api_id, started[100].api_id])
     flaky.broken = False
+    clock.advance(1)  # a cycle later (the last one's look-up leases ran out)
     await tracker.run_once()
     assert sorted(announcer.sent_ids()) == sorted(g.api_id for g in finishing)
 
@@ -358,7 +362,16 @@ async def test_a_stuck_announcement_holds_up_neither_the_look_ups_nor_other_anno
             return await super().announce(generation)
 
     announcer = DiscordHangsOnce()
-    tracker = Tracker(store, api, announcer, poll_interval=0.05, timeout_seconds=600, clock=clock)
+    # The tracker runs on its own here: its clock moves with real time, so its look-up leases run out each cycle.
+    started_at = time.monotonic()
+    tracker = Tracker(
+        store,
+        api,
+        announcer,
+        poll_interval=0.05,
+        timeout_seconds=600,
+        clock=lambda: clock() + time.monotonic() - started_at,
+    )
     tracker.start()
     try:
         async with asyncio.timeout(5):
@@ -448,6 +461,7 @@ async def test_a_discord_that_never_answers_edits_delays_no_announcement(
             await editor.reached.wait()  # the board's task is stuck in Discord
         for job in jobs:
             simulator.state.generations[job.api_id].forced_state = "completed"
+        clock.advance(1)  # a cycle later (the last one's look-up leases ran out)
         await tracker.poll()
         async with asyncio.timeout(5):
             await tracker.announce_finished()

@@ -282,3 +282,23 @@ def test_v2_parsing_and_bodies() -> None:
         "frame0": {"type": "image", "url": "https://a"},
         "frame1": {"type": "image", "url": "https://b"},
     }
+
+
+async def test_a_low_balance_is_logged_once_an_hour_across_processes_sharing_the_database(
+    legacy: VideoApiRouter, simulator, clock: FakeClock, caplog, store: GenerationStore
+) -> None:  # type: ignore[no-untyped-def]
+    simulator.state.balance = 2_000_000
+    # Three processes (each its own balance service) noting their notices in one database.
+    processes = [
+        BalanceService(legacy, low_warning=5_000_000, clock=clock, notices=store, wall_clock=clock) for _ in range(3)
+    ]
+    with caplog.at_level(logging.WARNING, logger="bot.balance"):
+        for _ in range(5):
+            for balance in processes:
+                await balance.read(max_age=0)
+            clock.advance(60)
+        clock.advance(3600)
+        for balance in processes:
+            await balance.read(max_age=0)
+    warnings = [r for r in caplog.records if "balance is low" in r.getMessage()]
+    assert len(warnings) == 2

@@ -217,12 +217,14 @@ class GenerationStore(Protocol):
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
         upload_limit: int | None = None,
+        private: bool = False,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
         Without `decide` (no limit nor cap applies) nothing is counted and the job is sent now.
         `counts` says which day totals `decide` needs beyond the member's own (all by default); `upload_limit` is
-        the largest file Discord accepts where the request was made."""
+        the largest file Discord accepts where the request was made; `private`: its result goes to the requester by
+        DM only."""
         ...
 
     async def queue_usage_now(
@@ -276,6 +278,10 @@ class GenerationStore(Protocol):
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None: ...
 
+    async def set_private_mode(self, guild_id: int, allowed: bool, now: float) -> None:
+        """Whether members of this server may ask for videos privately (delivered by DM)."""
+        ...
+
     async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
         """Whether the server's announcements carry the video file itself when it fits."""
         ...
@@ -295,3 +301,41 @@ class GenerationStore(Protocol):
     async def get_meta(self, key: str) -> str | None: ...
 
     async def set_meta(self, key: str, value: str) -> None: ...
+
+    # --- sharing the work between processes ------------------------------------------------------------------
+    # Several processes may serve one database (PostgreSQL): each row's periodic work is taken by lease, so exactly
+    # one process does it at a time, and a process that dies has its leases run out and its work taken over. On
+    # SQLite, the bot is one process, which holds every lease: these cost nothing there.
+
+    # This process, as the rows it holds name it.
+    process_id: str
+
+    async def beat(self, now: float) -> None:
+        """Note that this process is alive: the others take over its creates in flight only once it stops beating."""
+        ...
+
+    async def lease_lookups(self, now: float, lease_seconds: float) -> list[TrackedGeneration]:
+        """The running generations this process looks up now, oldest first: each is leased to it for `lease_seconds`,
+        and a row leased to a process (this one included) is taken again only once its lease ran out. So each row
+        is looked up once per lease, by one process."""
+        ...
+
+    async def lease_announcement(self, row_id: int, now: float, lease_seconds: float) -> Generation | None:
+        """The finished, unannounced generation, leased to this process for announcing it (a lease it already holds
+        is renewed); None when it is announced, or another process holds it."""
+        ...
+
+    async def hold_lease(self, name: str, now: float, lease_seconds: float) -> bool:
+        """Whether this process holds the named lease of a job done by one process at a time (reconciliation),
+        taking it when it is free or ran out, and renewing it when it is this process's already."""
+        ...
+
+    async def take_over_submissions(self, now: float, gone_after: float) -> list[Generation]:
+        """Rows left in 'submitting' by processes that are gone (no heartbeat for `gone_after` seconds), now this
+        process's: their creates may have reached the API without an answer. Never the rows of a live process."""
+        ...
+
+    async def claim_notice(self, key: str, now: float, interval: float) -> bool:
+        """True for the one process that gives the notice `key` now (and notes when): none gave it within
+        `interval` seconds. For notices given once an hour whatever the number of processes."""
+        ...

@@ -29,7 +29,7 @@ from .records import (
     UsageCounts,
     UsageReport,
 )
-from .shared import WriteTrouble, generation_from_row, queue_usage
+from .shared import WriteTrouble, generation_from_row, new_process_id, queue_usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -150,6 +150,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_unshown ON generations (finished_at)
         WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL;
     """,
+    # Private requests (their result goes to the requester by DM), and whether a server allows them.
+    """
+    ALTER TABLE generations ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE guild_limits ADD COLUMN private_mode INTEGER;
+    """,
+    # Several processes share the work: each row in 'submitting' names the process that sent its create, periodic work
+    # on a row is leased to one process until a time, the processes beat, and one-at-a-time jobs have leases.
+    """
+    ALTER TABLE generations ADD COLUMN owner TEXT;
+    ALTER TABLE generations ADD COLUMN lease_owner TEXT;
+    ALTER TABLE generations ADD COLUMN lease_until DOUBLE PRECISION;
+    CREATE TABLE bot_processes (
+        process_id TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        beat_at    DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE bot_leases (
+        name  TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 
@@ -199,6 +221,9 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (
 # report a failure, which Luma does not charge.
 _COUNTED = "state NOT IN ('rejected', 'failed', 'not_received', 'cancelled', 'expired')"
 _IN_FLIGHT = "state IN ('submitting', 'running', 'checking')"
+_UNANNOUNCED = "announced_at IS NULL AND finished_at IS NOT NULL"
+# A process whose heartbeat is older than this is forgotten (its work was taken over long before).
+FORGET_PROCESSES_AFTER_SECONDS = 86_400.0
 
 _COLUMNS = (
     "id, api_id, parent_api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio, "
@@ -206,7 +231,7 @@ _COLUMNS = (
     "status_message_id, created_at, updated_at, submitted_at, finished_at, announce_claimed_at, "
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, "
-    "not_before, limits_exempt, upload_limit"
+    "not_before, limits_exempt, upload_limit, private"
 )
 
 _API_UPDATE = (
@@ -267,6 +292,8 @@ def history_query(page: HistorySlice) -> tuple[str, list[object]]:
         add("requester_id = {}", page.requester_id)
     if page.channel_ids is not None:
         add("channel_id = ANY({}::BIGINT[])", sorted(page.channel_ids))
+    if page.private_seen_by is not None:
+        add("(private = 0 OR requester_id = {})", page.private_seen_by)
     if page.before_id is not None:
         add("id < {}", page.before_id)
     if page.after_id is not None:
@@ -414,6 +441,7 @@ class PostgresStore:
         self._write_trouble = WriteTrouble()
         # Writes still running for a caller that was cancelled: they finish (and close waits for them).
         self._orphans: set[asyncio.Task[Any]] = set()
+        self.process_id = new_process_id()
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = POOL_MIN_SIZE, max_size: int = POOL_MAX_SIZE) -> PostgresStore:
@@ -436,6 +464,9 @@ class PostgresStore:
     async def close(self) -> None:
         if self._orphans:
             await asyncio.gather(*self._orphans, return_exceptions=True)
+        # A process that stops hands its leases back at once: the others need not wait for them to run out.
+        with contextlib.suppress(StorageUnavailable, asyncpg.PostgresError):
+            await self._release()
         await self._pool.close()
 
     async def schema_version(self) -> int:
@@ -1006,6 +1037,7 @@ class PostgresStore:
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
         upload_limit: int | None = None,
+        private: bool = False,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
@@ -1033,8 +1065,8 @@ class PostgresStore:
                 row = await connection.fetchrow(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                     " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                    " started_at, limits_exempt, upload_limit)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                    " started_at, limits_exempt, upload_limit, private, owner) VALUES"
+                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
                     f" RETURNING {_COLUMNS}",
                     kind.value,
                     guild_id,
@@ -1053,6 +1085,8 @@ class PostgresStore:
                     None if queued else now,
                     int(limits_exempt),
                     upload_limit,
+                    int(private),
+                    None if queued else self.process_id,
                 )
             return generation_from_row(row)
 
@@ -1120,11 +1154,12 @@ class PostgresStore:
                 # The claimed row comes back from the update itself: no second step can leave it 'submitting'
                 # with no one to send it.
                 row = await connection.fetchrow(
-                    "UPDATE generations SET state = $1, started_at = $2, updated_at = $3"
-                    f" WHERE id = $4 AND state = $5 RETURNING {_COLUMNS}",
+                    "UPDATE generations SET state = $1, started_at = $2, updated_at = $3, owner = $4"
+                    f" WHERE id = $5 AND state = $6 RETURNING {_COLUMNS}",
                     State.SUBMITTING.value,
                     now,
                     now,
+                    self.process_id,
                     row_id,
                     State.QUEUED.value,
                 )
@@ -1194,12 +1229,14 @@ class PostgresStore:
     async def guild_rules(self, guild_id: int, defaults: ServerLimits) -> GuildRules:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await self._fetchrow(
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos FROM guild_limits WHERE guild_id = $1",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos, private_mode"
+            " FROM guild_limits WHERE guild_id = $1",
             guild_id,
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
         keep = row["keep_videos"] if row else None
+        private_mode = row["private_mode"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await self._fetch(
             "SELECT kind, value FROM guild_rule_entries WHERE guild_id = $1"
@@ -1217,6 +1254,7 @@ class PostgresStore:
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
             keep_videos=bool(keep),
+            private_mode=bool(private_mode) if private_mode is not None else True,
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -1228,6 +1266,9 @@ class PostgresStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_private_mode(self, guild_id: int, allowed: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"private_mode": int(allowed)}, now)
 
     async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"keep_videos": int(keep)}, now)
@@ -1287,3 +1328,112 @@ class PostgresStore:
             key,
             value,
         )
+
+    # --- sharing the work between processes ---------------------------------------------------------------
+    # Leases and heartbeats are timed by the processes' clocks, like every time the store keeps: hosts that share a
+    # database keep their clocks in step (NTP); a skew of a second moves a lease's end by as much, nothing more.
+
+    async def beat(self, now: float) -> None:
+        """Note that this process is alive (and forget processes long gone)."""
+
+        async def beat(connection: asyncpg.Connection) -> None:
+            await connection.execute(
+                "INSERT INTO bot_processes (process_id, started_at, beat_at) VALUES ($1, $2, $2)"
+                " ON CONFLICT (process_id) DO UPDATE SET beat_at = excluded.beat_at",
+                self.process_id,
+                now,
+            )
+            await connection.execute(
+                "DELETE FROM bot_processes WHERE beat_at < $1", now - FORGET_PROCESSES_AFTER_SECONDS
+            )
+
+        await self._run_write(beat)
+
+    async def lease_lookups(self, now: float, lease_seconds: float) -> list[TrackedGeneration]:
+        """The running generations whose lease ran out (or that never had one), leased to this process; rows another
+        process is writing just now are skipped (SKIP LOCKED), and taken next cycle."""
+        rows = await self._run_write(
+            lambda connection: connection.fetch(
+                f"WITH due AS (SELECT id AS due_id FROM generations"
+                f" WHERE {_IN_FLIGHT} AND state = 'running' AND api_id IS NOT NULL"
+                " AND (lease_until IS NULL OR lease_until <= $3) ORDER BY id FOR UPDATE SKIP LOCKED)"
+                " UPDATE generations SET lease_owner = $1, lease_until = $2 FROM due"
+                " WHERE id = due_id RETURNING id, api_id, api_state, COALESCE(submitted_at, created_at), channel_id,"
+                " status_message_id",
+                self.process_id,
+                now + lease_seconds,
+                now,
+            )
+        )
+        return sorted((TrackedGeneration._make(row) for row in rows), key=lambda generation: generation.id)
+
+    async def lease_announcement(self, row_id: int, now: float, lease_seconds: float) -> Generation | None:
+        row = await self._run_write(
+            lambda connection: connection.fetchrow(
+                f"WITH target AS (SELECT id AS target_id FROM generations WHERE id = $1 AND {_UNANNOUNCED}"
+                " AND (lease_until IS NULL OR lease_until <= $4 OR lease_owner = $2) FOR UPDATE SKIP LOCKED)"
+                " UPDATE generations SET lease_owner = $2, lease_until = $3 FROM target"
+                f" WHERE id = target_id RETURNING {_COLUMNS}",
+                row_id,
+                self.process_id,
+                now + lease_seconds,
+                now,
+            )
+        )
+        return generation_from_row(row) if row else None
+
+    async def hold_lease(self, name: str, now: float, lease_seconds: float) -> bool:
+        row = await self._run_write(
+            lambda connection: connection.fetchrow(
+                "INSERT INTO bot_leases (name, owner, until) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until"
+                " WHERE bot_leases.owner = excluded.owner OR bot_leases.until <= $4 RETURNING owner",
+                name,
+                self.process_id,
+                now + lease_seconds,
+                now,
+            )
+        )
+        return row is not None
+
+    async def take_over_submissions(self, now: float, gone_after: float) -> list[Generation]:
+        """Rows in 'submitting' whose process has no heartbeat within `gone_after` seconds (or that name none: rows
+        from before processes were named, or copied from SQLite). Two processes taking over at once wait for each
+        other's row locks, and the second finds the rows the first's."""
+        rows = await self._run_write(
+            lambda connection: connection.fetch(
+                f"UPDATE generations SET owner = $1 WHERE {_IN_FLIGHT} AND state = 'submitting'"
+                " AND (owner IS NULL OR (owner <> $1 AND NOT EXISTS (SELECT 1 FROM bot_processes"
+                " WHERE process_id = generations.owner AND beat_at > $2)))"
+                f" RETURNING {_COLUMNS}",
+                self.process_id,
+                now - gone_after,
+            )
+        )
+        return sorted((generation_from_row(row) for row in rows), key=lambda generation: generation.id)
+
+    async def claim_notice(self, key: str, now: float, interval: float) -> bool:
+        return bool(
+            await self._write(
+                "INSERT INTO bot_meta (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE bot_meta.value::DOUBLE PRECISION <= $3",
+                f"notice:{key}",
+                repr(now),
+                now - interval,
+            )
+        )
+
+    async def _release(self) -> None:
+        """Hand back this process's leases and say it is gone, as it stops."""
+
+        async def release(connection: asyncpg.Connection) -> None:
+            async with _transaction(connection):
+                await connection.execute(
+                    f"UPDATE generations SET lease_until = NULL WHERE (state = 'running' OR ({_UNANNOUNCED}))"
+                    " AND lease_owner = $1 AND lease_until IS NOT NULL",
+                    self.process_id,
+                )
+                await connection.execute("DELETE FROM bot_leases WHERE owner = $1", self.process_id)
+                await connection.execute("DELETE FROM bot_processes WHERE process_id = $1", self.process_id)
+
+        await self._run_write(release)

@@ -34,7 +34,8 @@ class RuleEntry(StrEnum):
 class HistorySlice:
     """Which of a server's generations one page of history holds: a keyset on the row id (newest first), never an
     offset. `before_id`: the page older than that row; `after_id`: the page just newer than it; neither: the newest.
-    Only one requester's when `requester_id` is set, only from `channel_ids` when given."""
+    Only one requester's when `requester_id` is set, only from `channel_ids` when given; with `private_seen_by`, no
+    private generation but that member's own."""
 
     guild_id: int
     limit: int
@@ -42,6 +43,7 @@ class HistorySlice:
     channel_ids: frozenset[int] | None = None
     before_id: int | None = None
     after_id: int | None = None
+    private_seen_by: int | None = None
 
 
 @dataclass(frozen=True)

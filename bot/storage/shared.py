@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -69,6 +72,7 @@ def generation_from_row(row: Row) -> Generation:
         queue_attempts=row["queue_attempts"],
         not_before=row["not_before"],
         limits_exempt=bool(row["limits_exempt"]),
+        private=bool(row["private"]),
         upload_limit=row["upload_limit"],
     )
 
@@ -110,3 +114,9 @@ class WriteTrouble:
         if self._failing_since is not None:
             log.warning("The database can be written again, after %.0f s", self._clock() - self._failing_since)
             self._failing_since = self._logged_at = None
+
+
+def new_process_id() -> str:
+    """A name for this process in the rows it holds: its host and pid, for the operator, and a random part, since
+    pids are reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

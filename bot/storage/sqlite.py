@@ -28,7 +28,7 @@ from .records import (
     UsageCounts,
     UsageReport,
 )
-from .shared import WriteTrouble, generation_from_row, queue_usage
+from .shared import WriteTrouble, generation_from_row, new_process_id, queue_usage
 from .sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX generations_unshown ON generations (finished_at)
         WHERE status_shown_at IS NULL AND status_message_id IS NOT NULL AND finished_at IS NOT NULL;
     """,
+    # Private requests (their result goes to the requester by DM), and whether a server allows them.
+    """
+    ALTER TABLE generations ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE guild_limits ADD COLUMN private_mode INTEGER;
+    """,
+    # Each row in 'submitting' names the process that sent its create: others take it over only once it is gone.
+    """
+    ALTER TABLE generations ADD COLUMN owner TEXT;
+    """,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -172,7 +181,7 @@ _COLUMNS = (
     "announced_at, announce_attempts, delivery, model, extras_json, checking_since, next_check_at, check_until, "
     "list_read_at, "
     "check_attempts, notice_sent_at, credits_used, usd_spent, queued_at, started_at, queue_attempts, not_before, "
-    "limits_exempt, upload_limit"
+    "limits_exempt, upload_limit, private"
 )
 
 
@@ -291,6 +300,9 @@ def history_query(page: HistorySlice) -> tuple[str, list[object]]:
     if page.channel_ids is not None:
         where.append(f"channel_id IN ({', '.join('?' * len(page.channel_ids))})" if page.channel_ids else "0")
         params.extend(sorted(page.channel_ids))
+    if page.private_seen_by is not None:
+        where.append("(private = 0 OR requester_id = ?)")
+        params.append(page.private_seen_by)
     if page.before_id is not None:
         where.append("id < ?")
         params.append(page.before_id)
@@ -363,6 +375,7 @@ class SqliteStore:
         self._reads = command_reader or connection
         self._background_reads = background_reader or connection
         self._write_trouble = WriteTrouble()
+        self.process_id = new_process_id()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -917,6 +930,7 @@ class SqliteStore:
         limits_exempt: bool = False,
         counts: UsageCounts | None = None,
         upload_limit: int | None = None,
+        private: bool = False,
     ) -> Generation:
         """Record a request in one transaction with the count of what limits it: `decide` raises to refuse, or
         says whether the job waits in the queue (True) or is sent now (it is then 'submitting' before it leaves).
@@ -934,8 +948,8 @@ class SqliteStore:
             [row] = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
-                " started_at, limits_exempt, upload_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                f" RETURNING {_COLUMNS}",
+                " started_at, limits_exempt, upload_limit, private, owner)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
                 (
                     kind.value,
                     guild_id,
@@ -954,6 +968,8 @@ class SqliteStore:
                     None if queued else now,
                     int(limits_exempt),
                     upload_limit,
+                    int(private),
+                    None if queued else self.process_id,
                 ),
             ).fetchall()
             return generation_from_row(row)
@@ -1010,9 +1026,9 @@ class SqliteStore:
             # The claimed row comes back from the update itself: no second step can leave it 'submitting' with no
             # one to send it.
             rows = connection.execute(
-                f"UPDATE generations SET state = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?"
+                "UPDATE generations SET state = ?, started_at = ?, updated_at = ?, owner = ? WHERE id = ? AND state = ?"
                 f" RETURNING {_COLUMNS}",
-                (State.SUBMITTING.value, now, now, row_id, State.QUEUED.value),
+                (State.SUBMITTING.value, now, now, self.process_id, row_id, State.QUEUED.value),
             ).fetchall()
             return generation_from_row(rows[0]) if rows else None
 
@@ -1067,12 +1083,14 @@ class SqliteStore:
         """A server's rules, with the operator's defaults where the server set nothing."""
         row = await _one(
             self._reads,
-            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos FROM guild_limits WHERE guild_id = ?",
+            f"SELECT {', '.join(LIMIT_NAMES)}, members_share_videos, keep_videos, private_mode"
+            " FROM guild_limits WHERE guild_id = ?",
             (guild_id,),
         )
         overrides: dict[str, int | None] = {name: row[name] for name in LIMIT_NAMES} if row else {}
         share = row["members_share_videos"] if row else None
         keep = row["keep_videos"] if row else None
+        private_mode = row["private_mode"] if row else None
         entries: dict[str, list[str]] = {kind.value: [] for kind in RuleEntry}
         for kind, value in await _all(
             self._reads,
@@ -1090,6 +1108,7 @@ class SqliteStore:
             allowed_models=frozenset(entries[RuleEntry.MODEL]),
             members_share_videos=bool(share) if share is not None else True,
             keep_videos=bool(keep),
+            private_mode=bool(private_mode) if private_mode is not None else True,
         )
 
     async def set_guild_limits(self, guild_id: int, values: dict[str, int], now: float) -> None:
@@ -1101,6 +1120,9 @@ class SqliteStore:
 
     async def set_members_share_videos(self, guild_id: int, allowed: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"members_share_videos": int(allowed)}, now)
+
+    async def set_private_mode(self, guild_id: int, allowed: bool, now: float) -> None:
+        await self._upsert_guild_limits(guild_id, {"private_mode": int(allowed)}, now)
 
     async def set_keep_videos(self, guild_id: int, keep: bool, now: float) -> None:
         await self._upsert_guild_limits(guild_id, {"keep_videos": int(keep)}, now)
@@ -1156,4 +1178,49 @@ class SqliteStore:
         await self._write(
             "INSERT INTO bot_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
+        )
+
+    # --- sharing the work between processes: on SQLite the bot is one process, which holds every lease ---------
+
+    async def beat(self, now: float) -> None:
+        """Nothing to note: no other process waits to take over."""
+
+    async def lease_lookups(self, now: float, lease_seconds: float) -> list[TrackedGeneration]:
+        return await self.tracked()
+
+    async def lease_announcement(self, row_id: int, now: float, lease_seconds: float) -> Generation | None:
+        return await self.unannounced_generation(row_id)
+
+    async def hold_lease(self, name: str, now: float, lease_seconds: float) -> bool:
+        return True
+
+    async def take_over_submissions(self, now: float, gone_after: float) -> list[Generation]:
+        """Every row in 'submitting' that this process did not send: on SQLite any other process is gone (an earlier
+        run of the bot)."""
+        # Looked for first through the partial index (its condition spelled out): the usual answer is none.
+        waiting = await _one(
+            self._background_reads,
+            f"SELECT 1 FROM generations WHERE {_IN_FLIGHT} AND state = 'submitting' AND owner IS NOT ? LIMIT 1",
+            (self.process_id,),
+        )
+        if waiting is None:
+            return []
+
+        def take(connection: sqlite3.Connection) -> list[int]:
+            rows = connection.execute(
+                "UPDATE generations SET owner = ? WHERE state = 'submitting' AND owner IS NOT ? RETURNING id",
+                (self.process_id, self.process_id),
+            ).fetchall()
+            return sorted(int(row[0]) for row in rows)
+
+        taken = await self._run_write(take)
+        return [generation for row_id in taken if (generation := await self.get(row_id)) is not None]
+
+    async def claim_notice(self, key: str, now: float, interval: float) -> bool:
+        return bool(
+            await self._write_count(
+                "INSERT INTO bot_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(bot_meta.value AS REAL) <= ?",
+                (f"notice:{key}", repr(now), now - interval),
+            )
         )

@@ -169,16 +169,23 @@ class E2E:
         """
         assert not any(run.running for run in self.runs), "a bot process is already running"
         self.env.update(overrides)
+        ready_before = self.ready_count()
+        run = await self.spawn(self._process_env())
+        if wait:
+            await self.wait_ready(run, ready_before)
+        return run
+
+    async def spawn(self, env: Mapping[str, str]) -> BotRun:
+        """Start one ``python -m bot`` with exactly this environment, logging to ``bot-<n>.log``."""
         number = len(self.runs) + 1
         log_path = self.tmp_path / f"bot-{number}.log"
-        ready_before = self.ready_count()
         with log_path.open("wb") as log_file:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "bot",
                 cwd=self.tmp_path,
-                env=self._process_env(),
+                env=dict(env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
@@ -186,8 +193,6 @@ class E2E:
         run = BotRun(number, process, log_path)
         self.runs.append(run)
         _STARTED.append(process)
-        if wait:
-            await self.wait_ready(run, ready_before)
         return run
 
     def ready_count(self) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import aiohttp
 import discord
@@ -27,6 +29,7 @@ from .fake_discord import (
     RateLimits,
     run_fake_discord,
 )
+from .worlds import many_servers
 
 STEP = 5.0  # upper bound for any single step; every wait below is bounded
 
@@ -333,6 +336,27 @@ async def test_modal_round_trip(fake: FakeDiscord, bot: MiniBot) -> None:
     assert bot_schema_errors(fake) == []
 
 
+async def test_a_form_goes_back_only_as_discords_client_lets_a_member_fill_it_in(
+    fake: FakeDiscord, bot: MiniBot
+) -> None:
+    opened = await fake.send_interaction("feedback", user=fake.bob)
+    await opened.wait_response()
+    with pytest.raises(ValueError, match="missing required input 'text'"):
+        await fake.submit_form(opened, {})
+    with pytest.raises(ValueError, match="no inputs"):
+        await fake.submit_form(opened, {"text": "fine", "rating": "5"})
+    with pytest.raises(ValueError, match="takes 0 to 4000 characters"):
+        await fake.submit_form(opened, {"text": "x" * 4001})
+    submitted = await fake.submit_form(opened, {"text": "lovely"})
+    answer = await submitted.wait_response()
+    assert answer.content == "thanks for 'lovely'" and submitted.user_id == fake.bob.id
+    no_form = await fake.send_interaction("ping", user=fake.bob)
+    await no_form.wait_response()
+    with pytest.raises(CommandUnavailableError, match="no form was opened"):
+        await fake.submit_form(no_form, {"text": "x"})
+    assert bot_schema_errors(fake) == []
+
+
 async def test_dm_interaction(fake: FakeDiscord, bot: MiniBot) -> None:
     handle = await fake.send_interaction("ping", user=fake.bob, dm=True)
     assert "member" not in handle.payload and handle.payload["user"]["id"] == str(fake.bob.id)
@@ -410,6 +434,28 @@ async def test_channel_send_with_embed_is_stored_and_valid(fake: FakeDiscord, bo
 
     edited = await sent.edit(content="hello again")
     assert edited.content == "hello again" and fake.messages_in(fake.general)[0].edited
+    assert bot_schema_errors(fake) == []
+
+
+async def test_a_message_pings_whom_its_allowed_mentions_let_through_and_an_edit_pings_nobody(
+    fake: FakeDiscord, bot: MiniBot
+) -> None:
+    channel = text_channel(bot, fake.general.id)
+    both = f"{fake.alice.mention} and {fake.bob.mention}"
+    everyone = await channel.send(both)
+    nobody = await channel.send(both, allowed_mentions=discord.AllowedMentions.none())
+    only_alice = await channel.send(
+        both, allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[fake.alice])
+    )
+    reply = await only_alice.reply("thanks", allowed_mentions=discord.AllowedMentions(users=False, replied_user=True))
+    stored_versions = {message.id: fake.get_message(message.id) for message in (everyone, nobody, only_alice, reply)}
+    pinged = {key: stored.pinged_user_ids for key, stored in stored_versions.items() if stored is not None}
+    assert pinged[everyone.id] == (fake.alice.id, fake.bob.id) and pinged[nobody.id] == ()
+    assert pinged[only_alice.id] == (fake.alice.id,)
+    assert pinged[reply.id] == ()  # the replied-to author is the bot itself, never notified
+    await nobody.edit(content=f"{both}!", allowed_mentions=discord.AllowedMentions.all())
+    stored = fake.get_message(nobody.id)
+    assert stored is not None and stored.edited and stored.pinged_user_ids == ()
     assert bot_schema_errors(fake) == []
 
 
@@ -572,6 +618,80 @@ async def test_the_client_session_is_closed_cleanly(fake: FakeDiscord) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Shards
+# ------------------------------------------------------------------------------------------------------------
+
+
+class RawShard:
+    """A gateway connection that identifies on one shard and keeps every frame it gets."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+
+    async def next_dispatch(self, event: str) -> dict[str, Any]:
+        async with asyncio.timeout(STEP):
+            while True:
+                message = await self.ws.receive()
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    raise AssertionError(f"the gateway closed: {message.type} {self.ws.close_code}")
+                frame = json.loads(message.data)
+                self.frames.append(frame)
+                if frame.get("t") == event:
+                    return dict(frame["d"])
+
+
+@asynccontextmanager
+async def raw_shard(fake: FakeDiscord, shard: list[int]) -> AsyncIterator[RawShard]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(fake.gateway_url) as ws:
+        hello = await ws.receive_json(timeout=STEP)
+        assert hello["op"] == 10
+        await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1, "properties": {}, "shard": shard}})
+        yield RawShard(ws)
+
+
+async def test_shards_get_the_events_of_their_own_guilds_only() -> None:
+    async with run_fake_discord(world=many_servers(4), recommended_shards=2, validate_schema=False) as fake:
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": f"Bot {fake.token}"}
+            async with session.get(f"{fake.api_base}/gateway/bot", headers=headers) as response:
+                assert (await response.json())["shards"] == 2
+            command = {"name": "ping", "description": "Replies with pong", "type": 1}
+            url = f"{fake.api_base}/applications/{fake.application_id}/commands"
+            async with session.put(url, headers=headers, json=[command]) as response:
+                assert response.status == 200
+        async with raw_shard(fake, [0, 2]) as zero, raw_shard(fake, [1, 2]) as one:
+            ready = {0: await zero.next_dispatch("READY"), 1: await one.next_dispatch("READY")}
+            await fake.wait_until_shards_connected([0, 1], STEP)
+            by_shard = {n: {g.id for g in fake.world.guilds if fake.shard_of(g) == n} for n in (0, 1)}
+            assert by_shard[0] and by_shard[1]  # the four servers are spread over both shards
+            for n in (0, 1):
+                assert ready[n]["shard"] == [n, 2]
+                assert {int(g["id"]) for g in ready[n]["guilds"]} == by_shard[n]
+            sent_guilds = {
+                n: {int(f.d["id"]) for f in fake.gateway_log if f.t == "GUILD_CREATE" and f.shard == n} for n in (0, 1)
+            }
+            assert sent_guilds == by_shard
+
+            on_one = next(g for g in fake.world.guilds if g.id in by_shard[1])
+            handle = await fake.send_interaction("ping", user=fake.alice, guild=on_one)
+            assert handle.shard == 1
+            assert int((await one.next_dispatch("INTERACTION_CREATE"))["guild_id"]) == on_one.id
+            dm = await fake.send_interaction("ping", user=fake.alice, dm=True)
+            assert dm.shard == 0  # Discord sends DMs' events on shard 0
+            assert (await zero.next_dispatch("INTERACTION_CREATE"))["id"] == str(dm.id)
+            assert [f["t"] for f in zero.frames if f.get("t") == "INTERACTION_CREATE"] == ["INTERACTION_CREATE"]
+            assert [f["t"] for f in one.frames if f.get("t") == "INTERACTION_CREATE"] == ["INTERACTION_CREATE"]
+        assert fake.internal_errors == []
+
+
+@pytest.mark.parametrize("shard", [[2, 2], [0, 0], [-1, 2], [0]])
+async def test_an_invalid_shard_is_refused_with_4010(shard: list[int]) -> None:
+    async with run_fake_discord(recommended_shards=2, validate_schema=False) as fake, raw_shard(fake, shard) as raw:
+        closing = await raw.ws.receive(timeout=STEP)
+        assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 4010
+
+
 # Rate limits and token lifetime, as configured
 # ------------------------------------------------------------------------------------------------------------
 

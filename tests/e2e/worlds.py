@@ -42,6 +42,43 @@ def three_servers() -> World:
     return world
 
 
+def many_servers(count: int) -> World:
+    """The default world's cast in `count` servers of their own (each with a #general), whose ids are one shard apart:
+    under n shards, server k gets its events on shard (k + s) % n for one s."""
+    world = default_world()
+    owner, alice, bob = world.user("owner"), world.user("alice"), world.user("bob")
+    world.guilds = []
+    for index in range(count):
+        guild_id = SPREAD_GUILD_BASE + (index << 22)
+        bot_role = SPREAD_ROLE_BASE + index
+        world.guilds.append(
+            FakeGuild(
+                id=guild_id,
+                name=f"Server {index + 1}",
+                owner_id=owner.id,
+                channels=[FakeChannel(SPREAD_CHANNEL_BASE + index, "general", position=0)],
+                roles=[
+                    FakeRole(guild_id, "@everyone", EVERYONE_PERMISSIONS, position=0),
+                    FakeRole(
+                        bot_role, world.bot.username, BOT_PERMISSIONS, position=1, managed=True, bot_id=world.bot.id
+                    ),
+                ],
+                members=[
+                    FakeMember(owner.id),
+                    FakeMember(alice.id),
+                    FakeMember(bob.id),
+                    FakeMember(world.bot.id, [bot_role]),
+                ],
+            )
+        )
+    return world
+
+
+SPREAD_GUILD_BASE = 1210000000000000000
+SPREAD_CHANNEL_BASE = 1310000000000000000
+SPREAD_ROLE_BASE = 1410000000000000000
+
+
 STUDIO_CHANNELS_FROM = 1300000000000000100
 
 

@@ -64,6 +64,7 @@ from .constants import (
     Perm,
 )
 from .interaction_handle import InteractionHandle
+from .plumbing import shard_for
 from .ratelimits import RateLimits, RouteLimit
 from .records import (
     CommandSync,
@@ -132,4 +133,5 @@ __all__ = [
     "compute_permissions",
     "default_world",
     "run_fake_discord",
+    "shard_for",
 ]

@@ -113,6 +113,16 @@ class CallbackType(IntEnum):
     LAUNCH_ACTIVITY = 12
 
 
+class ComponentType(IntEnum):
+    ACTION_ROW = 1
+    BUTTON = 2
+    TEXT_INPUT = 4
+
+
+# The longest value a form's text input takes (its max_length when the form sets none).
+TEXT_INPUT_MAX_LENGTH = 4000
+
+
 class OptionType(IntEnum):
     SUB_COMMAND = 1
     SUB_COMMAND_GROUP = 2

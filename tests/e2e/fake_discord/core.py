@@ -57,6 +57,7 @@ class FakeCore:
         reject_invalid_bodies: bool = False,
         echo_messages: bool = True,
         allowed_privileged_intents: int = Intents.PRIVILEGED,
+        recommended_shards: int = 1,
         rate_limits: RateLimits | None = None,
     ) -> None:
         """
@@ -69,6 +70,10 @@ class FakeCore:
             as Discord does (subject to the GUILD_MESSAGES / DIRECT_MESSAGES intents).
         allowed_privileged_intents: privileged intents enabled for the application; asking for others
             closes the gateway with 4014, like Discord.
+        recommended_shards: the shard count ``GET /gateway/bot`` recommends (settable later, as
+            :attr:`recommended_shards`). Sessions that IDENTIFY with ``shard: [id, count]`` get the READY guilds,
+            GUILD_CREATEs, interactions and messages of their guilds only (``(guild_id >> 22) % count``; DMs on
+            shard 0).
         rate_limits: Discord's per-route and global rate limits, enforced (429 with Discord's headers) and
             recorded in :attr:`rate_limits`; None (the default) answers every request without them.
         """
@@ -80,6 +85,7 @@ class FakeCore:
         self.reject_invalid_bodies = reject_invalid_bodies
         self.echo_messages = echo_messages
         self.allowed_privileged_intents = allowed_privileged_intents
+        self.recommended_shards = recommended_shards
         self.rate_limits = rate_limits
         self.validator: RequestValidator | None = validator
         if self.validator is None and validate_schema:

@@ -11,13 +11,25 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from .constants import Intents, Payload
 from .core import FakeCore
-from .plumbing import GatewayConnection, GatewaySession, HTTPError, Incoming, RouteSpec, json_response, snowflake
+from .plumbing import (
+    GatewayConnection,
+    GatewaySession,
+    GuildRef,
+    HTTPError,
+    Incoming,
+    RouteSpec,
+    json_response,
+    shard_for,
+    snowflake,
+    valid_shard,
+)
 from .records import GatewayFrame
 
 _log = logging.getLogger(__name__)
@@ -29,7 +41,7 @@ class GatewayServer(FakeCore):
     @property
     def connected(self) -> bool:
         """A client identified (READY + GUILD_CREATEs sent) and its websocket is open."""
-        return any(s.ready and s.connection is not None and not s.connection.ws.closed for s in self._sessions.values())
+        return any(self._live(s) for s in self._sessions.values())
 
     async def wait_until_connected(self, timeout: float = 10.0) -> None:
         """Wait until a client identified and got READY plus every GUILD_CREATE."""
@@ -44,18 +56,50 @@ class GatewayServer(FakeCore):
         for connection in list(self._connections):
             await self._close(connection, code, "closed by the test")
 
+    @property
+    def connected_shards(self) -> set[int]:
+        """The shard ids of the identified sessions whose websocket is open (sharded sessions only)."""
+        return {s.shard[0] for s in self._sessions.values() if s.shard is not None and self._live(s)}
+
+    async def wait_until_shards_connected(self, shard_ids: Iterable[int], timeout: float = 20.0) -> None:
+        """Wait until a session identified (READY + its GUILD_CREATEs) on each of these shards."""
+        wanted = set(shard_ids)
+        await self._wait_state(
+            lambda: wanted <= self.connected_shards,
+            timeout,
+            lambda: f"shards {sorted(wanted - self.connected_shards)} never identified on the gateway",
+        )
+
+    def shard_of(self, guild: GuildRef | None, shard_count: int | None = None) -> int:
+        """The shard that gets a guild's events (DMs: shard 0), by default under the recommended shard count."""
+        if guild is None:
+            return 0
+        return shard_for(self._guild(guild).id, shard_count or self.recommended_shards)
+
     async def dispatch_event(self, event: str, data: Payload) -> None:
-        """Send any gateway DISPATCH to every identified session (e.g. GUILD_MEMBER_ADD)."""
-        sessions = [s for s in self._sessions.values() if s.ready]
+        """Send any gateway DISPATCH to every identified session (e.g. GUILD_MEMBER_ADD); an event with a
+        ``guild_id`` goes to the sessions of that guild's shard only."""
+        guild_id = data.get("guild_id")
+        target = None if guild_id is None else int(guild_id)
+        sessions = [s for s in self._sessions.values() if s.ready and (target is None or s.serves(target))]
         if not sessions:
             raise RuntimeError("the bot is not connected to the fake gateway")
         for session in sessions:
             await self._dispatch(session, event, data)
 
-    def _ready_session(self) -> GatewaySession | None:
-        """The session to dispatch to: a live one, else one that may still RESUME (events are buffered)."""
-        ready = [s for s in self._sessions.values() if s.ready]
-        live = [s for s in ready if s.connection is not None and not s.connection.ws.closed]
+    @staticmethod
+    def _live(session: GatewaySession) -> bool:
+        return session.ready and session.connection is not None and not session.connection.ws.closed
+
+    def _sessions_for(self, guild_id: int | None) -> list[GatewaySession]:
+        """Identified sessions that get a guild's events (None: DMs'), oldest first."""
+        return [s for s in self._sessions.values() if s.ready and s.serves(guild_id)]
+
+    def _ready_session(self, guild_id: int | None = None) -> GatewaySession | None:
+        """The session to dispatch a guild's (or a DM's) event to: a live one of its shard, else one that may still
+        RESUME (events are buffered)."""
+        ready = self._sessions_for(guild_id)
+        live = [s for s in ready if self._live(s)]
         return (live or ready)[-1] if ready else None
 
     # REST: where the gateway is
@@ -73,7 +117,7 @@ class GatewayServer(FakeCore):
         return json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
             }
         )
@@ -116,7 +160,10 @@ class GatewayServer(FakeCore):
 
     async def _send(self, connection: GatewayConnection, frame: Payload) -> None:
         frame = {"op": frame["op"], "d": frame.get("d"), "s": frame.get("s"), "t": frame.get("t")}
-        self.gateway_log.append(GatewayFrame("sent", frame["op"], frame["t"], frame["s"], frame["d"], time.monotonic()))
+        shard = None if connection.session is None else connection.session.shard_id
+        self.gateway_log.append(
+            GatewayFrame("sent", frame["op"], frame["t"], frame["s"], frame["d"], time.monotonic(), shard)
+        )
         async with connection.lock:
             if not connection.ws.closed:
                 await connection.ws.send_str(json.dumps(frame))
@@ -139,7 +186,8 @@ class GatewayServer(FakeCore):
             return
         data = frame.get("d")
         redacted = {**data, "token": "<redacted>"} if isinstance(data, dict) and "token" in data else data
-        self.gateway_log.append(GatewayFrame("received", op, None, frame.get("s"), redacted, time.monotonic()))
+        shard = None if connection.session is None else connection.session.shard_id
+        self.gateway_log.append(GatewayFrame("received", op, None, frame.get("s"), redacted, time.monotonic(), shard))
         if op == 1:  # HEARTBEAT
             await self._send(connection, {"op": 11})
         elif op == 2:  # IDENTIFY
@@ -173,18 +221,17 @@ class GatewayServer(FakeCore):
             await self._close(connection, 4014, "Disallowed intent(s).")
             return
         shard = data.get("shard")
-        session = GatewaySession(
-            session_id=secrets.token_hex(16),
-            intents=intents,
-            shard=shard if isinstance(shard, list) else None,
-            connection=connection,
-        )
+        if shard is not None and not valid_shard(shard):
+            await self._close(connection, 4010, "Invalid shard.")
+            return
+        session = GatewaySession(session_id=secrets.token_hex(16), intents=intents, shard=shard, connection=connection)
+        guilds = [g for g in self.world.guilds if session.serves(g.id)]
         connection.session = session
         self._sessions[session.session_id] = session
         ready: Payload = {
             "v": 10,
             "user": {**self.world.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -200,7 +247,7 @@ class GatewayServer(FakeCore):
         if session.shard is not None:
             ready["shard"] = session.shard
         await self._dispatch(session, "READY", ready)
-        for guild in self.world.guilds:
+        for guild in guilds:
             await self._dispatch(session, "GUILD_CREATE", self._guild_payload(guild, full=True))
         session.ready = True
         self._notify_state()

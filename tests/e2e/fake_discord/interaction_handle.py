@@ -44,6 +44,7 @@ class InteractionHandle:
         self.channel_id = channel_id
         self.component_message_id = component_message_id
         self.dispatched_at: float = 0.0
+        self.shard: int | None = None  # the shard whose session got INTERACTION_CREATE (None: unsharded)
         self.callback: InteractionCallback | None = None
         self.late_callback: InteractionCallback | None = None  # a callback refused for arriving too late
         self.expired = False

@@ -9,7 +9,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .constants import ALL_PERMISSIONS, InteractionType, MessageKind, OptionType, Payload
+from .constants import (
+    ALL_PERMISSIONS,
+    TEXT_INPUT_MAX_LENGTH,
+    CallbackType,
+    ComponentType,
+    InteractionType,
+    MessageKind,
+    OptionType,
+    Payload,
+)
 from .interaction_handle import InteractionHandle
 from .messages import MessageStore
 from .plumbing import ChannelRef, GuildRef, MessageRef, UserRef
@@ -184,6 +193,55 @@ class MemberActions(CommandRoutes, MessageStore):
         }
         return await self._dispatch_interaction(payload, handle)
 
+    async def submit_form(
+        self, opened: InteractionHandle, values: Mapping[str, str], *, locale: str = "en-US"
+    ) -> InteractionHandle:
+        """The member a form was shown to (a MODAL callback to ``opened``) fills it in and sends it (type 5).
+
+        As Discord's client allows: only that form's own text inputs, the required ones filled, each within its
+        lengths (ValueError otherwise). A form opened from a button carries that button's message, as in Discord.
+        """
+        callback = opened.callback
+        if callback is None or callback.type != CallbackType.MODAL or callback.data is None:
+            raise CommandUnavailableError(f"no form was opened in answer to {opened!r}")
+        form = callback.data
+        inputs = [c for c in walk_components(form.get("components") or []) if c.get("type") == ComponentType.TEXT_INPUT]
+        _check_form_values(inputs, values)
+        user = self.world.user(opened.user_id)
+        channel = self._channel_by_id(opened.channel_id)
+        guild = None if opened.guild_id is None else self.world.guild(opened.guild_id)
+        payload, handle = self._interaction_envelope(
+            InteractionType.MODAL_SUBMIT,
+            user,
+            guild,
+            channel,
+            locale,
+            command_name=None,
+            component_message_id=opened.component_message_id,
+        )
+        payload["data"] = {
+            "custom_id": form.get("custom_id"),
+            "components": [
+                {
+                    "type": 1,
+                    "id": index + 1,
+                    "components": [
+                        {
+                            "type": ComponentType.TEXT_INPUT,
+                            "custom_id": field["custom_id"],
+                            "value": values.get(field["custom_id"], ""),
+                        }
+                    ],
+                }
+                for index, field in enumerate(inputs)
+            ],
+        }
+        if opened.component_message_id is not None:
+            message = self.get_message(opened.component_message_id)
+            if message is not None:
+                payload["message"] = dict(message.payload)
+        return await self._dispatch_interaction(payload, handle)
+
     async def send_member_message(
         self,
         content: str,
@@ -201,8 +259,8 @@ class MemberActions(CommandRoutes, MessageStore):
         author = self._user(user) if user is not None else self._default_user()
         _, target = self._place(author, guild, channel, dm)
         payload = self._message_payload(target, author, {"content": content}, [], mtype=0)
-        message = self._emit_new(payload, target, MessageKind.MEMBER, author_id=author.id)
-        for session in [s for s in self._sessions.values() if s.ready]:
+        message = self._emit_new(payload, target, MessageKind.MEMBER, author_id=author.id, body={"content": content})
+        for session in self._sessions_for(message.guild_id):
             event = self._gateway_message(message, session.intents, own=False)
             if event is not None:
                 await self._dispatch(session, "MESSAGE_CREATE", event)
@@ -278,9 +336,13 @@ class MemberActions(CommandRoutes, MessageStore):
         return payload, handle
 
     async def _dispatch_interaction(self, payload: Payload, handle: InteractionHandle) -> InteractionHandle:
-        session = self._ready_session()
+        session = self._ready_session(handle.guild_id)
         if session is None:
-            raise RuntimeError("the bot is not connected to the fake gateway (use wait_until_connected())")
+            raise RuntimeError(
+                f"no session of the bot gets guild {handle.guild_id}'s events on the fake gateway "
+                "(use wait_until_connected(), or wait_until_shards_connected() when sharded)"
+            )
+        handle.shard = session.shard_id
         # Registered before sending: the bot may answer before the send below returns.
         self.interactions[handle.id] = handle
         self._interactions_by_token[handle.token] = handle
@@ -456,3 +518,22 @@ class MemberActions(CommandRoutes, MessageStore):
                 resolved.setdefault("attachments", {})[str(value["id"])] = value
                 return str(value["id"])
         return value
+
+
+def _check_form_values(inputs: Sequence[Payload], values: Mapping[str, str]) -> None:
+    """What Discord's client refuses to send: a value for no input of the form, a required input left empty, or a
+    value shorter or longer than its input allows."""
+    known = {str(field.get("custom_id")) for field in inputs}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"the form has no inputs {unknown}; it has {sorted(known)}")
+    for field in inputs:
+        name = str(field.get("custom_id"))
+        value = values.get(name, "")
+        if not value:
+            if field.get("required", True):
+                raise ValueError(f"missing required input {name!r}")
+            continue
+        low, high = int(field.get("min_length") or 0), int(field.get("max_length") or TEXT_INPUT_MAX_LENGTH)
+        if not low <= len(value) <= high:
+            raise ValueError(f"input {name!r} takes {low} to {high} characters, not {len(value)}")

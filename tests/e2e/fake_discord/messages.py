@@ -202,6 +202,23 @@ class MessageStore(GatewayServer):
         roles = list(dict.fromkeys(re.findall(r"<@&(\d+)>", content)))
         return users, roles
 
+    def _pinged(self, body: Payload, payload: Payload) -> tuple[int, ...]:
+        """Who a message sent with this body notifies (Discord's default without allowed_mentions: everyone it
+        mentions, and the author of the message it replies to)."""
+        mentioned = [int(user["id"]) for user in payload.get("mentions") or []]
+        allowed = body.get("allowed_mentions")
+        if isinstance(allowed, dict):
+            parse = allowed.get("parse") or []
+            listed = {int(user) for user in allowed.get("users") or []}
+            pinged = [user for user in mentioned if "users" in parse or user in listed]
+            replied_user = bool(allowed.get("replied_user", False))
+        else:
+            pinged, replied_user = mentioned, True
+        referenced = payload.get("referenced_message")
+        if replied_user and isinstance(referenced, dict):
+            pinged.append(int(referenced["author"]["id"]))
+        return tuple(user for user in dict.fromkeys(pinged) if user != self.world.bot.id)
+
     def _message_payload(
         self,
         channel: FakeChannel,
@@ -265,6 +282,7 @@ class MessageStore(GatewayServer):
         *,
         author_id: int,
         interaction_id: int | None = None,
+        body: Payload | None = None,
     ) -> FakeMessage:
         return self._emit(
             FakeMessage(
@@ -276,6 +294,7 @@ class MessageStore(GatewayServer):
                 payload=payload,
                 interaction_id=interaction_id,
                 recipient_id=channel.recipient_ids[0] if channel.is_dm else None,
+                pinged_user_ids=self._pinged(body or {}, payload),
             )
         )
 
@@ -312,8 +331,16 @@ class MessageStore(GatewayServer):
         mentions, mention_roles = self._mentions(str(payload.get("content") or ""))
         payload["mentions"], payload["mention_roles"] = mentions, mention_roles
         payload["edited_timestamp"] = iso_now()
+        # Replacing a deferred answer's "thinking..." message sends it: that is when its mentions notify.
+        pinged = self._pinged(body, payload) if clear_loading and message.loading else message.pinged_user_ids
         return self._emit(
-            replace(message, payload=payload, kind=kind, interaction_id=interaction_id or message.interaction_id)
+            replace(
+                message,
+                payload=payload,
+                kind=kind,
+                interaction_id=interaction_id or message.interaction_id,
+                pinged_user_ids=pinged,
+            )
         )
 
     def _mark_deleted(self, message: FakeMessage) -> None:
@@ -338,7 +365,7 @@ class MessageStore(GatewayServer):
     async def _echo(self, message: FakeMessage, event: str) -> None:
         if not self.echo_messages:
             return
-        for session in [s for s in self._sessions.values() if s.ready]:
+        for session in self._sessions_for(message.guild_id):
             data = self._gateway_message(message, session.intents, own=True)
             if data is not None:
                 await self._dispatch(session, event, data)

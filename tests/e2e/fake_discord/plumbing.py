@@ -75,6 +75,32 @@ class GatewaySession:
     ready: bool = False
     buffered: list[Payload] = field(default_factory=list)  # events while disconnected, replayed on RESUME
 
+    @property
+    def shard_id(self) -> int | None:
+        return None if self.shard is None else self.shard[0]
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this session gets the events of a guild (None: of DMs), as Discord routes them to shards."""
+        if self.shard is None:
+            return True
+        shard_id, shard_count = self.shard
+        return shard_id == (0 if guild_id is None else shard_for(guild_id, shard_count))
+
+
+def shard_for(guild_id: int, shard_count: int) -> int:
+    """The shard that gets a guild's events (Discord's formula); DMs go to shard 0."""
+    return (guild_id >> 22) % shard_count
+
+
+def valid_shard(shard: Any) -> bool:
+    """IDENTIFY's ``shard``: ``[shard_id, shard_count]`` with ``0 <= shard_id < shard_count``."""
+    return (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+
 
 @dataclass
 class Injection:

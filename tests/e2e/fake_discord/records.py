@@ -52,6 +52,7 @@ class GatewayFrame:
     s: int | None
     d: JSON = field(repr=False)  # tokens in IDENTIFY/RESUME are redacted
     time: float
+    shard: int | None = None  # the shard of the connection's session; None before IDENTIFY or when unsharded
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class FakeMessage:
     interaction_id: int | None = None
     recipient_id: int | None = None  # for DM channels: the user on the other side
     deleted: bool = False
+    # The users Discord notified when the message was sent: those it mentions that its allowed_mentions let through,
+    # and the author of the message it replies to where replied_user allows. An edit notifies nobody new.
+    pinged_user_ids: tuple[int, ...] = ()
 
     @property
     def content(self) -> str:

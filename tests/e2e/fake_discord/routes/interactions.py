@@ -168,6 +168,7 @@ class InteractionRoutes(MessageStore):
                 MessageKind.INTERACTION_RESPONSE,
                 author_id=self.world.bot.id,
                 interaction_id=handle.id,
+                body=content_body,
             )
             handle.original_message_id = message.id
             await self._echo(message, "MESSAGE_CREATE")
@@ -218,7 +219,7 @@ class InteractionRoutes(MessageStore):
             )
             payload["interaction_metadata"] = self._interaction_metadata(handle)
             message = self._emit_new(
-                payload, channel, MessageKind.FOLLOWUP, author_id=self.world.bot.id, interaction_id=handle.id
+                payload, channel, MessageKind.FOLLOWUP, author_id=self.world.bot.id, interaction_id=handle.id, body=body
             )
             await self._echo(message, "MESSAGE_CREATE")
         if message.id not in handle.followup_ids:

@@ -117,7 +117,7 @@ class MessageRoutes(MessageStore):
             payload.update(self._reference_fields(channel, reference))
             payload["type"] = 19  # REPLY
         kind = MessageKind.DM if channel.is_dm else MessageKind.CHANNEL
-        message = self._emit_new(payload, channel, kind, author_id=self.world.bot.id)
+        message = self._emit_new(payload, channel, kind, author_id=self.world.bot.id, body=body)
         if nonce_key is not None:
             self._nonces[nonce_key] = (message.id, time.monotonic())
         await self._echo(message, "MESSAGE_CREATE")
