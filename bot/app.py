@@ -27,7 +27,8 @@ from .kept_video import VideoDownloader, VideoKeeper
 from .metrics import BotMetrics, TimedAnnouncer
 from .model_choice import ModelChoice
 from .moderation import ModerationService
-from .progress import ProgressBoard, QueuePlaces
+from .pacing import ANNOUNCEMENTS_PER_SECOND, Pace, share_of
+from .progress import GLOBAL_EDITS, ProgressBoard, QueuePlaces
 from .queue import QueueRunner
 from .reconcile import CheckSchedule, Reconciler
 from .results import ResultService
@@ -195,7 +196,10 @@ class VideoBot(commands.AutoShardedBot):
         self.history = HistoryService(store, self.moderation.rules)
         # Status messages are edited at the board's pace; the buttons they carry are set by cogs.queue.
         self.status_editor = DiscordStatusEditor(self)
-        self.progress = ProgressBoard(store, self.status_editor)
+        # Discord's limits are per bot: a process running part of the shards paces itself to its part.
+        self.progress = ProgressBoard(
+            store, self.status_editor, global_edits=share_of(GLOBAL_EDITS, settings.discord_share)
+        )
         self.queue_runner = QueueRunner(
             store,
             self.generations,
@@ -208,7 +212,9 @@ class VideoBot(commands.AutoShardedBot):
         )
         self.generations.wake_queue = self.queue_runner.wake
         keeper = VideoKeeper(downloader, self._keeps_videos) if downloader is not None else None
-        self.announcer = DiscordAnnouncer(self, keeper)
+        self.announcer = DiscordAnnouncer(
+            self, keeper, pace=Pace(share_of(ANNOUNCEMENTS_PER_SECOND, settings.discord_share))
+        )
         announcer: Announcer = self.announcer if metrics is None else TimedAnnouncer(self.announcer, metrics)
         self.tracker = Tracker(
             store,

@@ -151,6 +151,14 @@ class Settings:
     shard_ids: tuple[int, ...] | None = None
 
     @property
+    def discord_share(self) -> float:
+        """This process's share of the bot's requests to Discord: its part of the shards. Discord's global limit is
+        per bot, whatever the number of processes, so each paces itself to its share."""
+        if self.shard_ids is None or not self.shard_count:
+            return 1.0
+        return len(self.shard_ids) / self.shard_count
+
+    @property
     def syncs_commands(self) -> bool:
         """Only the process with shard 0 syncs the slash commands: one sync, whatever the number of processes."""
         return self.shard_ids is None or 0 in self.shard_ids

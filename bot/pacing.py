@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 ANNOUNCEMENTS_PER_SECOND = 20
 
 
+def share_of(limit: int, share: float) -> int:
+    """A process's part of a rate the whole bot keeps to (never nothing: each process must get its work out)."""
+    return max(1, int(limit * share))
+
+
 @dataclass
 class SlidingWindow:
     """At most `limit` sends in any `seconds`."""

@@ -91,6 +91,20 @@ def test_shards_are_read_and_only_shard_0_syncs_the_commands(
     assert (settings.shard_count, settings.shard_ids, settings.syncs_commands) == (count, ids, syncs)
 
 
+def test_processes_sharing_the_bot_split_discord_s_global_limit_by_their_shards() -> None:
+    from bot.pacing import ANNOUNCEMENTS_PER_SECOND, share_of
+    from bot.progress import GLOBAL_EDITS
+
+    alone = load_settings(REQUIRED)
+    parts = [load_settings(REQUIRED | {"SHARD_COUNT": "8", "SHARD_IDS": ids}) for ids in ("0-3", "4,5", "6-7")]
+    assert alone.discord_share == 1.0 and [p.discord_share for p in parts] == [0.5, 0.25, 0.25]
+    for limit in (ANNOUNCEMENTS_PER_SECOND, GLOBAL_EDITS):
+        assert share_of(limit, alone.discord_share) == limit
+        assert sum(share_of(limit, p.discord_share) for p in parts) <= limit
+    # A process with one of many shards still gets its work out.
+    assert share_of(ANNOUNCEMENTS_PER_SECOND, 1 / 64) == 1
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
