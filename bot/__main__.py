@@ -69,7 +69,7 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
     secrets = [settings.discord_token.reveal(), settings.aiml_api_key.reveal()]
     if settings.database_url is not None:
-        secrets.append(settings.database_url.password)
+        secrets.extend(settings.database_url.secrets)
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from .catalogue import CATALOGUE
 from .models import LEGACY_MODEL
@@ -48,12 +48,20 @@ class DatabaseUrl(Secret):
     __slots__ = ()
 
     @property
-    def password(self) -> str:
-        return urlsplit(self.reveal()).password or ""
+    def secrets(self) -> tuple[str, ...]:
+        """Every password in the URL (after the user, or as a query parameter), as written and as decoded: what a
+        message or a log line must never show."""
+        return url_secrets(self.reveal())
 
     def shown(self) -> str:
-        """The URL with its password hidden."""
+        """The URL with its passwords hidden."""
         return hide_password(self.reveal())
+
+    def hidden_in(self, text: str) -> str:
+        """`text` (an error's message, say) with any of the URL's passwords replaced by ***."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def __repr__(self) -> str:
         return f"DatabaseUrl({self.shown()!r})"
@@ -61,14 +69,47 @@ class DatabaseUrl(Secret):
     __str__ = __repr__
 
 
+# Query parameters of a PostgreSQL URL that carry a secret (asyncpg, like libpq, reads both).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
+def _query_pairs(query: str) -> list[tuple[str, str, str]]:
+    """The query's parameters as (name decoded, the pair as written, its value as written)."""
+    pairs = []
+    for pair in query.split("&") if query else []:
+        name, _, value = pair.partition("=")
+        pairs.append((unquote_plus(name), pair, value))
+    return pairs
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The passwords a URL holds, each as written and as decoded (a log line may show either)."""
+    try:
+        parts = urlsplit(url)
+        written = [parts.password or ""]
+    except ValueError:
+        return ()
+    written += [value for name, _, value in _query_pairs(parts.query) if name in _SECRET_PARAMETERS]
+    found = {form for value in written for form in (value, unquote(value), unquote_plus(value)) if form}
+    return tuple(sorted(found))
+
+
 def hide_password(url: str) -> str:
-    """A URL as it may be shown: any password in it replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """A URL as it may be shown: any password in it (after the user, or as a query parameter) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that can't be read)"
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hosts = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if name in _SECRET_PARAMETERS else pair
+        for name, pair, _ in _query_pairs(parts.query)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 @dataclass(frozen=True)
@@ -211,16 +252,28 @@ def database_url(env: Mapping[str, str]) -> DatabaseUrl | None:
     if not raw:
         return None
     shown = hide_password(raw) if "://" in raw else "(not a URL)"
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError as error:  # a bracket left open around an IPv6 address
+        raise ConfigError(f"DATABASE_URL can't be read as a URL: {error}") from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"DATABASE_URL must be a postgresql:// URL, got {shown!r}")
-    try:
-        parts.port  # noqa: B018  (reading it checks it)
-    except ValueError:
-        raise ConfigError(f"DATABASE_URL has a port that is not a number from 0 to 65535: {shown!r}") from None
+    _check_hosts(parts.netloc.rpartition("@")[2], shown)
     if not parts.path.strip("/") and "dbname=" not in parts.query:
         raise ConfigError(f"DATABASE_URL must name a database after the host, as in .../videos, got {shown!r}")
     return DatabaseUrl(raw)
+
+
+def _check_hosts(hosts: str, shown: str) -> None:
+    """The hosts of DATABASE_URL: one, or several separated by commas (asyncpg tries them in turn), each with an
+    optional port."""
+    for host in hosts.split(","):
+        try:
+            urlsplit(f"//{host}").port  # noqa: B018  (reading it checks it)
+        except ValueError:
+            raise ConfigError(
+                f"DATABASE_URL has a port that is not a number from 0 to 65535 ({host!r}): {shown!r}"
+            ) from None
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:

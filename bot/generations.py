@@ -45,7 +45,7 @@ from .quota import (
 )
 from .reconcile import DEFAULT_SCHEDULE, CheckSchedule
 from .sharing import GONE_AFTER_SECONDS
-from .storage import GenerationStore, StorageUnavailable, UsageCounts
+from .storage import GenerationStore, StorageOutcomeUnknown, StorageUnavailable, UsageCounts
 from .video_api import ModelStatus
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ RESTARTING = "The bot is restarting. Nothing was sent; please try again in a min
 STORAGE_DOWN = (
     "The bot can't take new videos right now: its database can't be written. Nothing was sent or charged. "
     "The bot's operator can see why in its log; please try again later."
+)
+STORAGE_UNSURE = (
+    "The bot lost its connection to its database while saving this request, so it may have been recorded; "
+    "`/status` will show it if it was."
 )
 NO_LIST_UNCONFIRMED = (
     "The video service did not confirm this request, and it keeps no list the bot could check, so the bot could not "
@@ -555,6 +559,8 @@ class GenerationService:
                 upload_limit=origin.upload_limit,
                 private=private,
             )
+        except StorageOutcomeUnknown as error:
+            raise UserFacingError(STORAGE_UNSURE) from error
         except StorageUnavailable as error:
             raise UserFacingError(STORAGE_DOWN) from error
         if row.state is State.QUEUED:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.__main__ import configure_logging
 from bot.config import DEFAULT_API_BASE_URL, ConfigError, load_settings
 from tests.postgres import reachable_server
 
@@ -203,6 +205,7 @@ def test_database_url_is_read_and_its_password_never_shows() -> None:
         "postgresql://bot:pa55-w0rd@db:port/videos",
         "postgresql://bot:pa55-w0rd@db:5432",
         "bot:pa55-w0rd@db/videos",
+        "postgresql://bot:pa55-w0rd@[::1/videos",
     ],
 )
 def test_a_malformed_database_url_is_refused_naming_it_without_its_password(url: str) -> None:
@@ -211,14 +214,73 @@ def test_a_malformed_database_url_is_refused_naming_it_without_its_password(url:
     assert "pa55-w0rd" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown", "secrets"),
+    [
+        (
+            "postgresql://bot@db.example/videos?sslmode=require&password=s3cret",
+            "postgresql://bot@db.example/videos?sslmode=require&password=***",
+            {"s3cret"},
+        ),
+        (
+            "postgresql://bot:p%40ss%2Fw0rd@db.example/videos",
+            "postgresql://bot:***@db.example/videos",
+            {"p%40ss%2Fw0rd", "p@ss/w0rd"},
+        ),
+        (
+            "postgresql://bot:f1rst-pw@db.example/videos?password=s%33cond",
+            "postgresql://bot:***@db.example/videos?password=***",
+            {"f1rst-pw", "s%33cond", "s3cond"},
+        ),
+    ],
+)
+def test_a_password_given_in_the_query_or_percent_encoded_never_shows(url: str, shown: str, secrets: set[str]) -> None:
+    settings = load_settings(REQUIRED | {"DATABASE_URL": url})
+    assert settings.database_url is not None and settings.database_url.reveal() == url
+    assert settings.database_url.shown() == shown
+    assert set(settings.database_url.secrets) == secrets
+    text = repr(settings) + str(settings.database_url) + f"{settings.database_url!r}"
+    assert not any(secret in text for secret in secrets)
+
+
+def test_every_form_of_the_database_password_is_redacted_from_the_log(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "postgresql://bot:p%40ss@db.example/videos?password=s%33cret"
+    settings = load_settings(REQUIRED | {"DATABASE_URL": url})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(settings)
+        logging.getLogger("bot.test").error("tried %s, %s, %s and %s", "p@ss", "p%40ss", "s3cret", "s%33cret")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    logged = capsys.readouterr().err
+    assert "tried [redacted], [redacted], [redacted] and [redacted]" in logged
+
+
+def test_a_url_naming_several_hosts_is_accepted_and_a_bad_port_among_them_named() -> None:
+    url = "postgresql://bot:pa55-w0rd@db1.example:5432,db2.example:5433/videos"
+    settings = load_settings(REQUIRED | {"DATABASE_URL": url})
+    assert settings.database_url is not None and settings.database_url.reveal() == url
+    assert settings.database_url.shown() == "postgresql://bot:***@db1.example:5432,db2.example:5433/videos"
+    with pytest.raises(ConfigError, match="port") as refused:
+        load_settings(REQUIRED | {"DATABASE_URL": "postgresql://bot:pa55-w0rd@db1:5432,db2:port/videos"})
+    assert "db2:port" in str(refused.value) and "pa55-w0rd" not in str(refused.value)
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def test_a_database_server_that_refuses_the_connection_stops_the_bot_with_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["user info", "query"])
+def test_a_database_server_that_refuses_the_connection_stops_the_bot_with_one_line_and_exit_2(
+    tmp_path: Path, where: str
+) -> None:
     url = f"postgresql://bot:pa55-w0rd@127.0.0.1:{_closed_port()}/videos"
+    if where == "query":
+        url = f"postgresql://bot@127.0.0.1:{_closed_port()}/videos?password=pa55-w0rd"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DISCORD_TOKEN": "t", "AIML_API_KEY": "k"}
     result = run_bot(env | {"DATABASE_URL": url, "DATABASE_PATH": str(tmp_path / "bot.sqlite3")}, tmp_path)
     assert result.returncode == 2

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 
-from bot.models import GenerationOptions, Kind
+from bot.models import Generation, GenerationOptions, Kind
 from bot.quota import ServerLimits
-from bot.storage import StorageUnavailable
+from bot.storage import StorageOutcomeUnknown, StorageUnavailable
 from tests.postgres import databases_of_tests, fresh_database
+from tests.postgres_proxy import Cut, proxied
 
 if not os.environ.get("CI"):  # under CI a missing driver is a failure, not a skip
     pytest.importorskip("asyncpg", reason="asyncpg is not installed (pip install -e '.[test]')")
@@ -76,6 +79,25 @@ async def test_fifteen_reservations_from_three_processes_against_a_daily_limit_o
     async with fresh_database() as url:
         await _counted(url)  # the schema, before the race
         # One member of one server, five commands in each process, all at once.
+        requests = [["reserve", "--user-daily", "3", *["1:100"] * 5] for _ in range(PROCESSES)]
+        results = await asyncio.to_thread(_run_together, url, requests)
+        assert sum(result["created"] for result in results) == 3
+        assert sum(result["refused"] for result in results) == 12
+        assert await _counted(url, "guild_id = 1 AND requester_id = 100") == 3
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+async def test_a_database_whose_default_isolation_is_stricter_still_gives_exactly_3_of_15(isolation: str) -> None:
+    async with fresh_database() as url:
+        # An operator's (or a managed service's) default for every transaction in this database.
+        await _counted(url)
+        store = await PostgresStore.open(url)
+        try:
+            name = url.rsplit("/", 1)[1]
+            alter = f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = '{isolation}'"
+            await store._run_write(lambda connection: connection.execute(alter))
+        finally:
+            await store.close()
         requests = [["reserve", "--user-daily", "3", *["1:100"] * 5] for _ in range(PROCESSES)]
         results = await asyncio.to_thread(_run_together, url, requests)
         assert sum(result["created"] for result in results) == 3
@@ -225,5 +247,87 @@ async def test_a_database_of_the_first_schema_gets_private_requests_and_keeps_it
             assert row.api_id == "old-1" and row.private is False
             rules = await store.guild_rules(1, ServerLimits())
             assert (rules.private_mode, rules.members_share_videos) == (True, False)
+        finally:
+            await store.close()
+
+
+def _reservation(store: PostgresStore, prompt: str, *, queued: bool = False) -> Awaitable[Generation]:
+    return store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=10,
+        requester_id=100,
+        options=GenerationOptions(prompt, "16:9", False),
+        parent_api_id=None,
+        now=1_800_000_000.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=(lambda usage: queued) if queued else None,
+    )
+
+
+async def test_a_connection_lost_inside_a_transaction_says_storage_unavailable_and_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            await store.set_meta("warm", "up")
+            proxy.cut_at(b"INSERT INTO generations", Cut.BEFORE)
+            with caplog.at_level(logging.ERROR), pytest.raises(StorageUnavailable) as lost:
+                await _reservation(store, "a fox")
+            assert proxy.cuts == 1
+            # Nothing reached the server, and the member is told so (not that the outcome is unknown).
+            assert type(lost.value) is StorageUnavailable
+            assert "The database cannot be written" in caplog.text
+            assert await store.get_meta("warm") == "up"
+            assert (await _reservation(store, "a fox, again")).id > 0
+            assert await store.queued() == []
+        finally:
+            await store.close()
+
+
+async def _claim(store: PostgresStore, row_id: int) -> Generation | None:
+    return await store.claim_queued(row_id, 1_800_000_001.0, max_running=0, server_cap=0, user_cap=0)
+
+
+@pytest.mark.parametrize("step", ["reserve", "claim"])
+async def test_a_write_kept_just_before_the_server_went_away_is_returned_not_reported_failed(step: str) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            waiting = await _reservation(store, "a queued fox", queued=True)
+            proxy.cut_at(b"COMMIT;", Cut.DOWN_AFTER)
+            # The server stops right after it kept the write: nothing more can be read from it.
+            written = await _reservation(store, "a fox") if step == "reserve" else await _claim(store, waiting.id)
+            assert proxy.cuts == 1
+        finally:
+            await store.close()
+        direct = await PostgresStore.open(url)
+        try:
+            assert written is not None and written == await direct.get(written.id)
+            assert written.state.value == "submitting" and written.started_at is not None
+        finally:
+            await direct.close()
+
+
+@pytest.mark.parametrize("step", ["reserve", "claim"])
+async def test_a_commit_whose_answer_was_lost_is_reported_as_of_unknown_outcome(
+    step: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fresh_database() as url, proxied(url) as (proxy, through):
+        store = await PostgresStore.open(through)
+        try:
+            waiting = await _reservation(store, "a queued fox", queued=True)
+            proxy.cut_at(b"COMMIT;", Cut.LOSE_ANSWER)
+            with caplog.at_level(logging.ERROR), pytest.raises(StorageOutcomeUnknown):
+                await _reservation(store, "a fox") if step == "reserve" else await _claim(store, waiting.id)
+            assert proxy.cuts == 1
+            assert "The database cannot be written" in caplog.text
+            # The server kept it: it was right not to say that nothing was recorded.
+            states = [(row.prompt, row.state.value) for row in await store._select("ORDER BY id")]
+            expected = "queued" if step == "reserve" else "submitting"
+            assert states[0] == ("a queued fox", expected)
+            assert states[1:] == ([("a fox", "submitting")] if step == "reserve" else [])
         finally:
             await store.close()

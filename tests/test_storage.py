@@ -17,6 +17,8 @@ from bot.storage import sqlite as storage
 from bot.storage.shared import new_process_id
 from bot.storage.sqlite_writer import URGENT_PER_BATCH, SqliteWriter
 
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
 
 @pytest.fixture
 def store(any_store: GenerationStore) -> GenerationStore:
@@ -132,6 +134,17 @@ async def test_search_treats_typed_text_literally(store: GenerationStore) -> Non
     assert [g.prompt for g in await store.search_references(1, "%")] == ["100% cat"]
     assert [g.prompt for g in await store.search_references(1, "_")] == ["dog_run"]
     assert await store.search_references(2, "") == []
+
+
+async def test_search_ignores_the_case_of_letters_as_the_readme_says_for_each_backend(store: GenerationStore) -> None:
+    for n, prompt in enumerate(["A Fox at dawn", "Émile's café"]):
+        row = await _insert(store, prompt=prompt)
+        await store.mark_submitted(row.id, ApiGeneration(id=f"id-{n}", state="pending"), 101.0)
+    assert [g.prompt for g in await store.search_references(1, "a fOX")] == ["A Fox at dawn"]
+    accented = [g.prompt for g in await store.search_references(1, "émile's CAFÉ")]
+    # PostgreSQL's ILIKE knows the case of every letter; SQLite's LIKE that of ASCII letters only.
+    assert accented == ([] if isinstance(store, SqliteStore) else ["Émile's café"])
+    assert "case of every letter on PostgreSQL, but only that of ASCII letters on SQLite" in README
 
 
 async def test_meta_values_are_replaced(store: GenerationStore) -> None:
@@ -301,6 +314,48 @@ async def test_a_write_that_fails_half_way_is_undone_alone_while_its_batch_commi
     assert logged(tmp_path / "w.sqlite3") == ["before", "after"]
 
 
+class _UndoFails:
+    """The writer's connection, on a disk that refuses to undo one write while its transaction stays open."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, *params: object) -> sqlite3.Cursor:
+        if sql.startswith("ROLLBACK TO"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._connection.execute(sql, *params)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
+
+
+async def test_a_failed_write_that_cannot_be_undone_alone_fails_its_whole_batch(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    def half_done(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO log (name) VALUES ('half')")
+        raise ValueError("refused after writing")
+
+    held = HeldWriter(writer)
+    await asyncio.sleep(0.05)
+    queued = [
+        asyncio.create_task(writer.run(work)) for work in (logging_work("before"), half_done, logging_work("after"))
+    ]
+    await asyncio.sleep(0)
+    real = writer._connection
+    writer._connection = _UndoFails(real)  # type: ignore[arg-type,assignment]
+    await held.let_go()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    writer._connection = real
+    # Its half must not be committed with the others: none of the batch is, and each caller hears it.
+    assert isinstance(outcomes[0], sqlite3.OperationalError) and isinstance(outcomes[2], sqlite3.OperationalError)
+    assert isinstance(outcomes[1], ValueError)
+    assert logged(tmp_path / "w.sqlite3") == []
+    assert await writer.run(logging_work("next")) == 1
+    assert logged(tmp_path / "w.sqlite3") == ["next"]
+
+
 async def test_a_write_is_seen_by_the_reads_after_it_whatever_else_is_reading(store: GenerationStore) -> None:
     rows = [await _insert(store, now=100.0 + n) for n in range(20)]
 
@@ -423,6 +478,31 @@ async def test_a_notice_is_claimed_once_per_interval(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_several_openers_of_an_old_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    # The bot and an operator's tool (python -m bot.adopt) started together on a file of an older version.
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("PRAGMA journal_mode = WAL")  # as every file the bot made is
+        for number, script in enumerate(storage.MIGRATIONS[:3], start=1):
+            old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        old.execute(
+            "INSERT INTO generations (api_id, kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
+            " expand_prompt, state, api_state, created_at, updated_at, submitted_at)"
+            " VALUES ('old-1', 'generate', 1, 11, 100, 'an old video', '16:9', 1, 'running', 'pending', 5, 5, 5)"
+        )
+    opened = await asyncio.gather(*(SqliteStore.open(path) for _ in range(4)), return_exceptions=True)
+    try:
+        assert [type(each) for each in opened] == [SqliteStore] * 4, [str(each) for each in opened]
+        for store in opened:
+            assert [row.api_id for row in await store.running()] == ["old-1"]  # type: ignore[union-attr]
+    finally:
+        for store in opened:
+            if isinstance(store, SqliteStore):
+                await store.close()
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(storage.MIGRATIONS)
 
 
 async def test_endings_not_yet_on_their_status_message_are_found_until_marked_shown(store: GenerationStore) -> None:
@@ -557,3 +637,75 @@ async def test_the_queue_s_counts_are_made_only_where_a_cap_needs_them(store: Ge
     uncapped = await store.queue_usage_now(1, 10, 0.0, 200.0, UsageCounts(False, False, False, False))
     assert (uncapped.everyone_running, uncapped.server_running, uncapped.server_today) == (0, 0, 0)
     assert (uncapped.user_queued, uncapped.user_today, uncapped.user_running) == (1, 2, 1)
+
+
+class _ReadsFail:
+    """A reading connection that meets a disk error."""
+
+    async def execute_fetchall(self, sql: str, params: object = ()) -> list[sqlite3.Row]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_reservation_and_a_claim_return_what_they_wrote_even_when_reading_fails_just_then(
+    sqlite_store: SqliteStore,
+) -> None:
+    waiting = await sqlite_store.reserve(
+        kind=Kind.GENERATE,
+        guild_id=1,
+        channel_id=5,
+        requester_id=10,
+        options=GenerationOptions("waits", "1:1", False),
+        parent_api_id=None,
+        now=100.0,
+        model="legacy",
+        counted_since=0.0,
+        decide=lambda usage: True,
+    )
+    reads = sqlite_store._reads
+    sqlite_store._reads = _ReadsFail()  # type: ignore[assignment]
+    try:
+        # Kept in the database: the member must hear that it was, not that the database failed.
+        made = await _insert(sqlite_store, prompt="made")
+        claimed = await sqlite_store.claim_queued(waiting.id, 101.0, max_running=0, server_cap=0, user_cap=0)
+    finally:
+        sqlite_store._reads = reads
+    assert made == await sqlite_store.get(made.id) and made.state is State.SUBMITTING
+    assert claimed == await sqlite_store.get(waiting.id)
+    assert claimed is not None and claimed.state is State.SUBMITTING and claimed.started_at == 101.0
+
+
+async def test_expiring_the_queue_returns_exactly_the_jobs_it_dropped(
+    store: GenerationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = []
+    for n in range(3):
+        waiting.append(
+            await store.reserve(
+                kind=Kind.GENERATE,
+                guild_id=1,
+                channel_id=5,
+                requester_id=10 + n,
+                options=GenerationOptions(f"waits {n}", "1:1", False),
+                parent_api_id=None,
+                now=100.0 + n,
+                model="legacy",
+                counted_since=0.0,
+                decide=lambda usage: True,
+            )
+        )
+    select = store._select  # type: ignore[attr-defined]
+
+    async def meanwhile(*args: object) -> object:
+        # Between a look at the queue and the drop, a member cancels one job and the queue runner starts another.
+        found = await select(*args)
+        await store.cancel_queued(waiting[0].id, "cancelled", 150.0)
+        await store.claim_queued(waiting[1].id, 150.0, max_running=0, server_cap=0, user_cap=0)
+        return found
+
+    monkeypatch.setattr(store, "_select", meanwhile)
+    dropped = await store.expire_queued(200.0, "waited too long", 200.0)
+    monkeypatch.undo()
+    # Each requester the queue tells of a drop had their job dropped, and no other job was.
+    now_expired = [row.id for row in waiting if (await store.get(row.id)).state is State.EXPIRED]  # type: ignore[union-attr]
+    assert [row.id for row in dropped] == now_expired
+    assert all(row.state is State.EXPIRED and row.failure_reason == "waited too long" for row in dropped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,9 +16,9 @@ from bot.config import Secret
 from bot.errors import UserFacingError
 from bot.generations import GenerationService, Origin
 from bot.model_choice import ModelChoice
-from bot.models import ApiGeneration, GenerationOptions, State
+from bot.models import ApiGeneration, Generation, GenerationOptions, State
 from bot.simulator import RunningSimulator
-from bot.storage import GenerationStore
+from bot.storage import GenerationStore, StorageOutcomeUnknown
 from bot.tracker import Tracker
 from bot.video_api import VideoApiRouter
 from tests.conftest import FAST_RETRY, SIM_KEY, FakeClock
@@ -144,3 +145,28 @@ async def test_an_unknown_create_on_an_endpoint_without_a_list_is_told_honestly(
     for _ in range(3):
         await tracker.run_once()
     assert announcer.sent_ids() == [made] and announcer.sent[0].state is State.COMPLETED
+
+
+async def test_a_request_whose_saving_had_no_answer_is_not_called_unsent(
+    store: GenerationStore,
+    api: LumaClient,
+    clock: FakeClock,
+    simulator: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reserve = store.reserve
+
+    async def commit_unanswered(**request: Any) -> Generation:
+        await reserve(**request)  # kept by the database, but the answer to its commit was lost
+        raise StorageOutcomeUnknown("connection was closed in the middle of operation")
+
+    monkeypatch.setattr(store, "reserve", commit_unanswered)
+    service = GenerationService(store, api, clock=clock)
+    with pytest.raises(UserFacingError) as told:
+        await service.generate(ALICE, GenerationOptions("A request in a storm"))
+    answer = told.value.message
+    assert "may have been recorded" in answer and "`/status` will show it" in answer
+    assert "Nothing was sent" not in answer and "try again" not in answer
+    assert [row.prompt for row in await store.recent_for_member(1, ALICE.user_id)] == ["A request in a storm"]
+    # Not sent by this command, which does not know what was kept: nothing can be sent twice.
+    assert simulator.state.count(*CREATES) == 0

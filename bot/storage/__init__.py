@@ -10,12 +10,15 @@ from ..config import DatabaseUrl, Settings
 from .interface import GenerationStore
 from .records import (
     LIMIT_NAMES,
+    TABLE_KEYS,
     TABLES,
     DatabaseUnusable,
     HistorySlice,
+    ImportCounts,
     RuleEntry,
     SpendRow,
     StateCount,
+    StorageOutcomeUnknown,
     StorageUnavailable,
     TrackedGeneration,
     UsageCounts,
@@ -30,13 +33,16 @@ __all__ = [
     "LIMIT_NAMES",
     "MIGRATIONS",
     "TABLES",
+    "TABLE_KEYS",
     "DatabaseUnusable",
     "GenerationStore",
     "HistorySlice",
+    "ImportCounts",
     "RuleEntry",
     "SpendRow",
     "SqliteStore",
     "StateCount",
+    "StorageOutcomeUnknown",
     "StorageUnavailable",
     "TrackedGeneration",
     "UsageCounts",
@@ -74,7 +80,5 @@ async def open_postgres(url: DatabaseUrl) -> PostgresStore:
     try:
         return await PostgresStore.open(url.reveal())
     except OPEN_ERRORS as error:
-        reason = str(error) or type(error).__name__
-        if url.password:
-            reason = reason.replace(url.password, "***")
+        reason = url.hidden_in(str(error) or type(error).__name__)
         raise DatabaseUnusable(f"DATABASE_URL {url.shown()!r} can't be used: {reason}") from error

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -16,11 +16,14 @@ from ..models import LEGACY_MODEL, ApiGeneration, Delivery, Generation, Generati
 from ..quota import GuildRules, ServerLimits, Usage
 from .records import (
     LIMIT_NAMES,
+    TABLE_KEYS,
     TABLES,
     HistorySlice,
+    ImportCounts,
     RuleEntry,
     SpendRow,
     StateCount,
+    StorageOutcomeUnknown,
     StorageUnavailable,
     TrackedGeneration,
     UsageCounts,
@@ -171,11 +174,23 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+
+class ConnectionClosed(Exception):
+    """A connection closed under a statement or a transaction (asyncpg says so with an InterfaceError, which also
+    stands for mistakes in using a connection: this is the one that means the connection is gone)."""
+
+
+class CommitUnanswered(Exception):
+    """A COMMIT was sent and its connection broke (or timed out) before the answer came: the transaction may or may
+    not have been kept."""
+
+
 # What a server that cannot take a statement now looks like: no connection, a timeout, the server shutting down or
 # out of room, or a read-only standby. Anything else is a mistake in a statement and passes through as it is.
 # A connection that failed so is not used again (the pool opens another in its place): a server restarted under it
 # leaves it dead, or (asyncpg's InternalClientError) with its protocol in a state it cannot leave.
 BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionClosed,
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
@@ -187,6 +202,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,
 )
+# What leaves a COMMIT unanswered: it may have been done.
+COMMIT_LOST_ERRORS: tuple[type[BaseException], ...] = (*BROKEN_CONNECTION_ERRORS, TimeoutError)
 
 # What stops the store from opening at start: a URL asyncpg cannot read, a server that refuses the connection or
 # the login, a database that does not exist, or a schema newer than this bot.
@@ -197,6 +214,7 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    CommitUnanswered,
 )
 
 # States that count against limits and were (or may have been) paid for: the API refused nothing and did not
@@ -285,6 +303,50 @@ def history_query(page: HistorySlice) -> tuple[str, list[object]]:
     return f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ${len(params)}", params
 
 
+@contextlib.asynccontextmanager
+async def _transaction(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction, committed when the block ends (rolled back when it raises); a COMMIT whose answer never came
+    raises CommitUnanswered rather than passing for a write that failed.
+
+    READ COMMITTED whatever the database's default_transaction_isolation says: the reservations' lock keeps the
+    limits exact only where each statement reads what was committed before it began (under REPEATABLE READ the
+    counts would read a snapshot taken before the lock was granted, and SERIALIZABLE would refuse commands under
+    load)."""
+    transaction = connection.transaction(isolation="read_committed")
+    await transaction.start()
+    try:
+        yield
+    except BaseException:
+        # A connection that closed took its transaction with it: nothing to roll back.
+        with contextlib.suppress(*BROKEN_CONNECTION_ERRORS, asyncpg.InterfaceError):
+            await transaction.rollback()
+        raise
+    try:
+        await transaction.commit()
+    except COMMIT_LOST_ERRORS as error:
+        raise CommitUnanswered(str(error) or type(error).__name__) from error
+
+
+def _broken(error: BaseException | None, connection: asyncpg.Connection) -> bool:
+    """Whether `error` means that `connection` cannot be used again."""
+    if isinstance(error, asyncpg.InterfaceError):
+        try:
+            return bool(connection.is_closed())
+        except asyncpg.InterfaceError:
+            return True  # the pool took it back while it was still lent: only a closed connection goes so
+    return isinstance(error, BROKEN_CONNECTION_ERRORS)
+
+
+def _quoted(column: str) -> str:
+    """A column name as an identifier (the names of a copy come from the other database's file)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _queue_order(generation: Generation) -> tuple[float, int]:
+    """Oldest in the queue first (RETURNING names rows in no promised order)."""
+    return (generation.queued_at or 0.0, generation.id)
+
+
 def _changed(status: str) -> int:
     """How many rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
     return int(status.rsplit(" ", 1)[-1])
@@ -363,7 +425,7 @@ async def _migrate(connection: asyncpg.Connection) -> None:
                 f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with connection.transaction():
+            async with _transaction(connection):
                 await connection.execute(script, timeout=LONG_WORK_TIMEOUT_SECONDS)
                 await connection.execute("UPDATE schema_version SET version = $1", number)
             log.info("Database migrated to schema version %d", number)
@@ -412,67 +474,99 @@ class PostgresStore:
 
     # --- copying another database in ----------------------------------------------------------------
 
-    async def import_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> int:
-        """Add the rows whose key (or api_id) is not here yet, in one transaction; returns how many were added. The
-        identity of generations then continues after the highest id, so new rows never take a copied one's."""
+    async def import_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> ImportCounts:
+        """Copy rows of another database in, in one transaction: a row whose key is not here yet is added, one that
+        is here but differs is brought up to date, unless it was changed here later (its updated_at is newer).
+        The identity of generations then continues after the highest id, so new rows never take a copied one's."""
         if table not in TABLES:
             raise ValueError(f"not a table of the bot: {table!r}")
+        names = ", ".join(_quoted(column) for column in columns)
+        keys = ", ".join(TABLE_KEYS[table])
+        changing = [column for column in columns if column not in TABLE_KEYS[table]]
+        if changing:
+            here = ", ".join(f"{table}.{_quoted(column)}" for column in changing)
+            there = ", ".join(f"excluded.{_quoted(column)}" for column in changing)
+            newer = f" AND excluded.updated_at >= {table}.updated_at" if "updated_at" in changing else ""
+            on_conflict = (
+                f"DO UPDATE SET ({', '.join(_quoted(column) for column in changing)}) = ROW({there})"
+                f" WHERE ROW({here}) IS DISTINCT FROM ROW({there}){newer}"
+            )
+        else:
+            on_conflict = "DO NOTHING"
 
-        async def copy(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
-                # Through a temporary table: COPY is fast but cannot skip rows already here; the INSERT can.
+        async def copy(connection: asyncpg.Connection) -> ImportCounts:
+            async with _transaction(connection):
+                # Through a temporary table: COPY is fast but cannot compare with the rows already here; the
+                # INSERT can. xmax is 0 in a row the INSERT added, and set in one it updated.
                 await connection.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
                 records = [tuple(row) for row in rows]
                 await connection.copy_records_to_table(
                     "incoming", records=records, columns=columns, timeout=LONG_WORK_TIMEOUT_SECONDS
                 )
-                names = ", ".join(columns)
-                added = _changed(
-                    await connection.execute(
-                        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT DO NOTHING",
-                        timeout=LONG_WORK_TIMEOUT_SECONDS,
-                    )
+                [[added, updated]] = await connection.fetch(
+                    f"WITH copied AS (INSERT INTO {table} ({names}) SELECT {names} FROM incoming"
+                    f" ON CONFLICT ({keys}) {on_conflict} RETURNING xmax = '0' AS added)"
+                    " SELECT COUNT(*) FILTER (WHERE added), COUNT(*) FILTER (WHERE NOT added) FROM copied",
+                    timeout=LONG_WORK_TIMEOUT_SECONDS,
                 )
                 if table == "generations":
                     await connection.execute(
                         "SELECT setval(pg_get_serial_sequence('generations', 'id'), COALESCE(MAX(id), 0) + 1, false)"
                         " FROM generations"
                     )
-                return added
+            return ImportCounts(int(added), int(updated))
 
         return await self._run_write(copy)
 
-    async def row_count(self, table: str) -> int:
+    async def table_rows(self, table: str, columns: Sequence[str]) -> list[tuple[object, ...]]:
+        """Every row of one of the bot's tables, these columns of it, for comparing with the copy's source."""
         if table not in TABLES:
             raise ValueError(f"not a table of the bot: {table!r}")
-        return int(await self._read(lambda connection: connection.fetchval(f"SELECT COUNT(*) FROM {table}")))
+        names = ", ".join(_quoted(column) for column in columns)
+        rows = await self._fetch(f"SELECT {names} FROM {table}")
+        return [tuple(row) for row in rows]
 
     # --- running statements ----------------------------------------------------------------------------
 
     async def _on_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, tries: int = 1) -> T:
         """Run `work` on a connection of the pool, up to `tries` times while connections turn out broken; a server
-        that cannot take it raises StorageUnavailable (its cause logged once a minute)."""
+        that cannot take it raises StorageUnavailable, and a commit whose answer was lost StorageOutcomeUnknown
+        (the cause logged once a minute)."""
         for _ in range(tries - 1):
             with contextlib.suppress(*BROKEN_CONNECTION_ERRORS):
                 return await self._attempt(work)
         try:
             return await self._attempt(work)
+        except CommitUnanswered as error:
+            self._write_trouble.failed(error)
+            raise StorageOutcomeUnknown(str(error)) from error
         except UNAVAILABLE_ERRORS as error:
             self._write_trouble.failed(error)
             raise StorageUnavailable(str(error)) from error
 
     async def _attempt(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with self._pool.acquire() as connection:
-            try:
-                return await work(connection)
-            except BROKEN_CONNECTION_ERRORS:
-                # Never used again: the pool opens another in its place. (One the server closed is gone already.)
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    connection.terminate()
-                # What broke this one (a restart of the server, most often) broke the others that were open then:
-                # each is replaced before its next use rather than failing a statement of its own.
-                await self._pool.expire_connections()
+        connection = await self._pool.acquire()
+        try:
+            return await work(connection)
+        except Exception as error:
+            if not _broken(error.__cause__ if isinstance(error, CommitUnanswered) else error, connection):
                 raise
+            # Never used again: the pool opens another in its place. (One the server closed is gone already.)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+            # What broke this one (a restart of the server, most often) broke the others that were open then:
+            # each is replaced before its next use rather than failing a statement of its own.
+            await self._pool.expire_connections()
+            if isinstance(error, asyncpg.InterfaceError):
+                # Leaving a transaction on a closed connection says only that: name what closed it, if known.
+                cause = error.__context__ if isinstance(error.__context__, BROKEN_CONNECTION_ERRORS) else error
+                raise ConnectionClosed(str(cause)) from error
+            raise
+        finally:
+            # What the work did stands, whatever its connection meets now: one that cannot be reset for its next
+            # use (the server went away just after) is closed by the pool, which opens another in its place.
+            with contextlib.suppress(*UNAVAILABLE_ERRORS, asyncpg.InterfaceError):
+                await self._pool.release(connection)
 
     async def _read(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         # A read is tried again on another connection when its own was broken (a server restart leaves every open
@@ -738,7 +832,7 @@ class PostgresStore:
 
         async def record(connection: asyncpg.Connection) -> list[int]:
             finished: list[int] = []
-            async with connection.transaction():
+            async with _transaction(connection):
                 for row_id, api in updates:
                     state = await connection.fetchval(
                         _API_UPDATE + " RETURNING state", *_api_update_params(row_id, api, now, State.RUNNING)
@@ -895,7 +989,8 @@ class PostgresStore:
         finished_only: bool = False,
     ) -> list[Generation]:
         """Generations of a server whose id or prompt contains `text`, newest first (for autocomplete)."""
-        # ILIKE: SQLite's LIKE, which the other store uses, ignores the case of letters.
+        # ILIKE, as SQLite's LIKE ignores case; ILIKE that of every letter, SQLite's LIKE only that of ASCII letters
+        # (the README says so).
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = ["guild_id = $1", "api_id IS NOT NULL", "(api_id ILIKE $2 ESCAPE '\\' OR prompt ILIKE $2 ESCAPE '\\')"]
         params: list[object] = [guild_id, pattern]
@@ -947,8 +1042,8 @@ class PostgresStore:
         the largest file Discord accepts where the request was made."""
         counts = counts or UsageCounts()
 
-        async def reserve_now(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
+        async def reserve_now(connection: asyncpg.Connection) -> Generation:
+            async with _transaction(connection):
                 queued = False
                 if decide is not None:
                     # One lock, in every process, for every reservation that counts: the operator's daily cap and
@@ -962,12 +1057,13 @@ class PostgresStore:
                     usage = await _usage(connection, guild_id, requester_id, counted_since, counts)
                     queued = decide(await _with_queue(connection, usage, guild_id, requester_id, now, counts))
                 state = State.QUEUED if queued else State.SUBMITTING
-                row_id: int = await connection.fetchval(
+                # The row comes back from the insert itself: once the commit is answered, nothing more can fail.
+                row = await connection.fetchrow(
                     "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                     " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
                     " started_at, limits_exempt, upload_limit, private, owner) VALUES"
                     " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-                    " RETURNING id",
+                    f" RETURNING {_COLUMNS}",
                     kind.value,
                     guild_id,
                     channel_id,
@@ -988,9 +1084,9 @@ class PostgresStore:
                     int(private),
                     None if queued else self.process_id,
                 )
-                return row_id
+            return generation_from_row(row)
 
-        return await self._require(await self._run_write(reserve_now))
+        return await self._run_write(reserve_now)
 
     async def queue_usage_now(
         self, guild_id: int, requester_id: int, counted_since: float, now: float, counts: UsageCounts | None = None
@@ -1031,8 +1127,8 @@ class PostgresStore:
     ) -> Generation | None:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
-        async def claim(connection: asyncpg.Connection) -> int:
-            async with connection.transaction():
+        async def claim(connection: asyncpg.Connection) -> Generation | None:
+            async with _transaction(connection):
                 # The reservations' lock: the running caps are counted and a job started as one step, across
                 # processes (see reserve).
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", RESERVATION_LOCK)
@@ -1050,21 +1146,22 @@ class PostgresStore:
                     or (user_cap and user >= user_cap)
                 )
                 if full:
-                    return 0
-                return _changed(
-                    await connection.execute(
-                        "UPDATE generations SET state = $1, started_at = $2, updated_at = $3, owner = $4"
-                        " WHERE id = $5 AND state = $6",
-                        State.SUBMITTING.value,
-                        now,
-                        now,
-                        self.process_id,
-                        row_id,
-                        State.QUEUED.value,
-                    )
+                    return None
+                # The claimed row comes back from the update itself: no second step can leave it 'submitting'
+                # with no one to send it.
+                row = await connection.fetchrow(
+                    "UPDATE generations SET state = $1, started_at = $2, updated_at = $3, owner = $4"
+                    f" WHERE id = $5 AND state = $6 RETURNING {_COLUMNS}",
+                    State.SUBMITTING.value,
+                    now,
+                    now,
+                    self.process_id,
+                    row_id,
+                    State.QUEUED.value,
                 )
+            return generation_from_row(row) if row else None
 
-        return await self._require(row_id) if await self._run_write(claim) else None
+        return await self._run_write(claim)
 
     async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
         """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""
@@ -1097,22 +1194,21 @@ class PostgresStore:
         )
 
     async def expire_queued(self, waited_since: float, reason: str, now: float) -> list[Generation]:
-        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters."""
-        stale = await self._select(
-            "WHERE state = $1 AND queued_at < $2 ORDER BY queued_at, id", State.QUEUED.value, waited_since
-        )
-        for row in stale:
-            await self._write(
+        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters. One statement drops
+        them and names them, so a job cancelled or started meanwhile is neither dropped nor named."""
+        rows = await self._run_write(
+            lambda connection: connection.fetch(
                 "UPDATE generations SET state = $1, failure_reason = $2, finished_at = $3, updated_at = $4"
-                " WHERE id = $5 AND state = $6",
+                f" WHERE state = $5 AND queued_at < $6 RETURNING {_COLUMNS}",
                 State.EXPIRED.value,
                 reason,
                 now,
                 now,
-                row.id,
                 State.QUEUED.value,
+                waited_since,
             )
-        return stale
+        )
+        return sorted((generation_from_row(row) for row in rows), key=_queue_order)
 
     async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
         """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""
@@ -1327,7 +1423,7 @@ class PostgresStore:
         """Hand back this process's leases and say it is gone, as it stops."""
 
         async def release(connection: asyncpg.Connection) -> None:
-            async with connection.transaction():
+            async with _transaction(connection):
                 await connection.execute(
                     f"UPDATE generations SET lease_until = NULL WHERE (state = 'running' OR ({_UNANNOUNCED}))"
                     " AND lease_owner = $1 AND lease_until IS NOT NULL",

@@ -10,6 +10,13 @@ from ..quota import ServerLimits
 
 # Every table of the bot's data, in both backends (what python -m bot.migrate_to_postgres copies).
 TABLES = ("generations", "guild_limits", "guild_rule_entries", "bot_meta")
+# Each table's key: what names a row on both sides when one is copied and compared.
+TABLE_KEYS = {
+    "generations": ("id",),
+    "guild_limits": ("guild_id",),
+    "guild_rule_entries": ("guild_id", "kind", "value"),
+    "bot_meta": ("key",),
+}
 LIMIT_NAMES = ("user_daily", "server_daily", "user_concurrent", "cooldown_seconds", "server_concurrent", "user_queued")
 
 
@@ -118,6 +125,18 @@ class TrackedGeneration(NamedTuple):
 
 class StorageUnavailable(Exception):
     """The database cannot be written now (disk full, read-only, locked, I/O error); the cause is logged."""
+
+
+class StorageOutcomeUnknown(StorageUnavailable):
+    """The connection to the database broke while a write was being committed: it may have been kept or not. Whoever
+    asked must not be told that nothing was recorded."""
+
+
+class ImportCounts(NamedTuple):
+    """What copying a table's rows in did: rows added, and rows that were there and brought up to date."""
+
+    added: int
+    updated: int
 
 
 class DatabaseUnusable(Exception):

@@ -4,6 +4,7 @@ migrations, every SQL statement of the bot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -330,6 +331,20 @@ def _with_queue(
     return queue_usage(usage, connection.execute(*_queue_query(guild_id, requester_id, now, counts)).fetchone())
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, one by one (a semicolon inside a string or a trigger does not end one)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"a migration ends in an unfinished statement: {pending!r}")
+    return statements
+
+
 async def _all(connection: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
     """A whole query in one hop to the connection's thread. A statement left open across an await would keep its
     read transaction open, and every other read of that connection would see the database as it was then."""
@@ -370,8 +385,9 @@ class SqliteStore:
         writer: SqliteWriter | None = None
         try:
             connection = await cls._connect(path, opened)
-            # WAL lets readers run beside the writes.
-            await connection.execute("PRAGMA journal_mode = WAL")
+            # WAL lets readers run beside the writes. (Read to its end: a statement left open would hold a read
+            # transaction, and the migration's write lock could then not wait for another process's.)
+            await _all(connection, "PRAGMA journal_mode = WAL")
             await cls._migrate(connection)
             # FULL sync so an acknowledged row survives a crash of the host, not only of the process.
             writer = SqliteWriter(
@@ -414,17 +430,30 @@ class SqliteStore:
 
     @staticmethod
     async def _migrate(connection: aiosqlite.Connection) -> None:
-        async with connection.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first, so the migration and its version bump go in one explicit script.
-            await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-            log.info("Database migrated to schema version %d", number)
+        """Bring the schema to the newest version, one migration per transaction. Each transaction takes the write
+        lock before it reads the version: another process opening the same file at once (the bot and an operator's
+        tool) waits for it, then finds the version it left, and never runs a migration twice."""
+        while True:
+            await _all(connection, "BEGIN IMMEDIATE")
+            try:
+                [[version]] = await _all(connection, "PRAGMA user_version")
+                if version > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"The database is at schema version {version}, newer than this bot knows ({len(MIGRATIONS)})"
+                    )
+                if version == len(MIGRATIONS):
+                    await _all(connection, "COMMIT")
+                    return
+                # Statement by statement: executescript would commit first, and let another process in.
+                for statement in _statements(MIGRATIONS[version]):
+                    await _all(connection, statement)
+                await _all(connection, f"PRAGMA user_version = {version + 1}")
+                await _all(connection, "COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await _all(connection, "ROLLBACK")
+                raise
+            log.info("Database migrated to schema version %d", version + 1)
 
     async def table_rows(self, table: str) -> tuple[list[str], list[tuple[object, ...]]]:
         """Every row of one of the bot's tables (its column names, and its rows in key order), for copying."""
@@ -434,12 +463,6 @@ class SqliteStore:
             columns = [column[0] for column in cursor.description]
             rows = [tuple(row) for row in await cursor.fetchall()]
         return columns, rows
-
-    async def row_count(self, table: str) -> int:
-        if table not in TABLES:
-            raise ValueError(f"not a table of the bot: {table!r}")
-        row = await _one(self._db, f"SELECT COUNT(*) FROM {table}")
-        return int(row[0]) if row else 0
 
     async def journal_mode(self) -> str:
         async with self._db.execute("PRAGMA journal_mode") as cursor:
@@ -911,17 +934,18 @@ class SqliteStore:
         `counts` says which day totals `decide` needs beyond the member's own (all by default)."""
         counts = counts or UsageCounts()
 
-        def reserve_now(connection: sqlite3.Connection) -> int:
+        def reserve_now(connection: sqlite3.Connection) -> Generation:
             queued = False
             if decide is not None:
                 usage = _usage_now(connection, guild_id, requester_id, counted_since, counts)
                 queued = decide(_with_queue(connection, usage, guild_id, requester_id, now, counts))
             state = State.QUEUED if queued else State.SUBMITTING
-            cursor = connection.execute(
+            # The row comes back from the insert itself: once the batch commits, nothing more can fail.
+            [row] = connection.execute(
                 "INSERT INTO generations (kind, guild_id, channel_id, requester_id, prompt, aspect_ratio,"
                 " expand_prompt, parent_api_id, state, created_at, updated_at, model, extras_json, queued_at,"
                 " started_at, limits_exempt, upload_limit, private, owner)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
                 (
                     kind.value,
                     guild_id,
@@ -943,12 +967,11 @@ class SqliteStore:
                     int(private),
                     None if queued else self.process_id,
                 ),
-            )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            ).fetchall()
+            return generation_from_row(row)
 
         # The writer runs it whole even if the command is cancelled: the transaction is never left open.
-        return await self._require(await self._run_write(reserve_now))
+        return await self._run_write(reserve_now)
 
     async def queue_usage_now(
         self, guild_id: int, requester_id: int, counted_since: float, now: float, counts: UsageCounts | None = None
@@ -987,23 +1010,25 @@ class SqliteStore:
     ) -> Generation | None:
         """Move a waiting job to 'submitting' (before its request leaves) if the running caps still allow it."""
 
-        def claim(connection: sqlite3.Connection) -> int:
+        def claim(connection: sqlite3.Connection) -> Generation | None:
             everyone, server, user = connection.execute(*_in_flight_query(row_id, max_running, server_cap)).fetchone()
             full = (
                 (max_running and everyone >= max_running)
                 or (server_cap and server >= server_cap)
                 or (user_cap and user >= user_cap)
             )
-            claimed = 0
-            if not full:
-                claimed = connection.execute(
-                    "UPDATE generations SET state = ?, started_at = ?, updated_at = ?, owner = ?"
-                    " WHERE id = ? AND state = ?",
-                    (State.SUBMITTING.value, now, now, self.process_id, row_id, State.QUEUED.value),
-                ).rowcount
-            return claimed
+            if full:
+                return None
+            # The claimed row comes back from the update itself: no second step can leave it 'submitting' with no
+            # one to send it.
+            rows = connection.execute(
+                "UPDATE generations SET state = ?, started_at = ?, updated_at = ?, owner = ? WHERE id = ? AND state = ?"
+                f" RETURNING {_COLUMNS}",
+                (State.SUBMITTING.value, now, now, self.process_id, row_id, State.QUEUED.value),
+            ).fetchall()
+            return generation_from_row(rows[0]) if rows else None
 
-        return await self._require(row_id) if await self._run_write(claim) else None
+        return await self._run_write(claim)
 
     async def requeue(self, row_id: int, now: float, *, not_before: float) -> Generation:
         """The API refused the create with 429 (nothing made, nothing charged): the job waits again at its place."""
@@ -1026,17 +1051,17 @@ class SqliteStore:
         )
 
     async def expire_queued(self, waited_since: float, reason: str, now: float) -> list[Generation]:
-        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters."""
-        stale = await self._select(
-            "WHERE state = ? AND queued_at < ? ORDER BY queued_at, id", (State.QUEUED.value, waited_since)
-        )
-        for row in stale:
-            await self._write(
+        """Drop jobs waiting since before `waited_since`; the tracker tells their requesters. One statement drops
+        them and names them, so a job cancelled or started meanwhile is neither dropped nor named."""
+        rows = await self._run_write(
+            lambda connection: connection.execute(
                 "UPDATE generations SET state = ?, failure_reason = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND state = ?",
-                (State.EXPIRED.value, reason, now, now, row.id, State.QUEUED.value),
-            )
-        return stale
+                f" WHERE state = ? AND queued_at < ? RETURNING {_COLUMNS}",
+                (State.EXPIRED.value, reason, now, now, State.QUEUED.value, waited_since),
+            ).fetchall()
+        )
+        # RETURNING names rows in no promised order: oldest first, as the queue was.
+        return sorted((generation_from_row(row) for row in rows), key=lambda row: (row.queued_at or 0.0, row.id))
 
     async def queue_waits(self, guild_id: int, since: float) -> tuple[int, list[float]]:
         """How many of a server's jobs since `since` waited in the queue, and how long those that started waited."""

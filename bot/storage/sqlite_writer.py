@@ -6,9 +6,10 @@ commands, look-ups and announcements queued for seconds. Here each write is a fu
 and all the writes waiting when the thread frees up go in one hop.
 
 The hop is also one transaction (group commit): each write runs inside a savepoint of its own, so a write that
-fails is undone alone and its caller hears why, and the batch commits once. A burst of two hundred commands then
-waits for a few syncs to disk rather than two hundred. No caller hears that its write succeeded before the commit
-that holds it is done; if that commit fails, every write of the batch is reported failed, and none of it was kept.
+fails is undone alone and its caller hears why (or, if it cannot be undone alone, the whole batch is rolled back
+and every caller hears it), and the batch commits once. A burst of two hundred commands then waits for a few syncs
+to disk rather than two hundred. No caller hears that its write succeeded before the commit that holds it is done;
+if that commit fails, every write of the batch is reported failed, and none of it was kept.
 Commands' writes go first; a batch always takes some of the background's (look-ups, announcements), so that
 neither starves the other.
 """
@@ -105,8 +106,14 @@ def _run_in_one_transaction(
     # a batch of writes that change nothing (or a database made read-only) writes nothing at all.
     connection.execute("BEGIN")
     outcomes: list[tuple[bool, Any]] = []
-    for work, _ in batch:
-        succeeded, value = _run_in_savepoint(connection, work)
+    for index, (work, _) in enumerate(batch):
+        try:
+            succeeded, value = _run_in_savepoint(connection, work)
+        except _NotUndone as failed:
+            # The failed write's changes are still in the transaction: committing the others would keep them too.
+            _roll_back(connection)
+            lost = sqlite3.OperationalError(f"the transaction was rolled back: {failed.__cause__}")
+            return [(False, failed.error if n == index else lost) for n in range(len(batch))]
         if not connection.in_transaction:
             # SQLite rolled the whole transaction back by itself (a full disk, an I/O error): the writes before
             # this one are gone too, so none of the batch succeeded.
@@ -121,15 +128,28 @@ def _run_in_one_transaction(
     return outcomes
 
 
+class _NotUndone(Exception):
+    """A write failed and its savepoint could not be rolled back: its changes may be in the transaction still."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _run_in_savepoint(connection: sqlite3.Connection, work: Work) -> tuple[bool, Any]:
-    """Run one caller's write inside the batch's transaction; a failed write is undone alone."""
+    """Run one caller's write inside the batch's transaction; a failed write is undone alone (or, when it cannot
+    be while the transaction stays open, raises _NotUndone)."""
     connection.execute("SAVEPOINT write")
     try:
         result = work(connection)
     except BaseException as error:  # handed to its caller, whatever it is
-        with contextlib.suppress(sqlite3.OperationalError):
+        try:
             connection.execute("ROLLBACK TO write")
             connection.execute("RELEASE write")
+        except sqlite3.Error as undo_error:
+            if connection.in_transaction:
+                raise _NotUndone(error) from undo_error
+            # SQLite rolled the whole transaction back by itself: the batch sees it and fails whole.
         return False, error
     connection.execute("RELEASE write")
     return True, result
