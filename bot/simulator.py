@@ -410,13 +410,28 @@ def _accept(request: web.Request, gen: SimGeneration) -> None:
     state.generations[gen.id] = gen
     state.create_count += 1
     gen.charged = _price(request, gen)
-    state.balance = _balance(request) - gen.charged
+    # Refunds of failed generations are settled when the balance is read (_balance), not on every create.
+    state.balance = _unsettled_balance(request) - gen.charged
     log.info("Accepted %s generation %s (parent %s)", gen.kind, gen.id, gen.parent_id)
 
 
 def _price(request: web.Request, gen: SimGeneration) -> int:
     """A /v2 video costs what its answer reports; a legacy one the configured price."""
     return gen.credits if gen.kind == "v2" else request.app[CONFIG_KEY].cost_per_video
+
+
+def _unsettled_balance(request: web.Request) -> float:
+    """The balance before the refunds not yet settled: never more than the true one."""
+    state = request.app[STATE_KEY]
+    if state.balance is None:
+        state.balance = request.app[CONFIG_KEY].balance
+    return float(state.balance)
+
+
+def _affordable(request: web.Request, price: int) -> bool:
+    # Refunds only raise the balance: one that covers the price before them covers it after, and the look at
+    # every charged generation is needed only when it does not (it costs a create O(generations) otherwise).
+    return _unsettled_balance(request) >= price or _balance(request) >= price
 
 
 def _balance(request: web.Request) -> float:
@@ -476,7 +491,7 @@ async def _create_common(request: web.Request, build: Callable[[dict[str, Any]],
     gen = build(body)
     if isinstance(gen, web.Response):
         return gen
-    if _balance(request) < _price(request, gen):
+    if not _affordable(request, _price(request, gen)):
         return _error(request, 403)
     _accept(request, gen)
     if fault == "accept_then_500":

@@ -539,3 +539,15 @@ async def test_cli_starts_prints_and_stops_on_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_failed_video_given_back_pays_for_the_next_create_without_a_balance_read_between(
+    sim: RunningSimulator, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with http.post("/_sim/config", json={"balance": 600_000}) as resp:
+        assert resp.status == 200
+    await create(http, "A jellyfish that will #FAIL to render")  # 500 000 charged, 100 000 left
+    clock.advance(10)  # it has failed: its 500 000 are due back, though nobody read the balance since
+    status, _ = await post(http, CREATE, {"user_prompt": "A second jellyfish"})
+    assert status == 200
+    assert sim.state.balance == 100_000
